@@ -1,0 +1,25 @@
+"""minirn: BatchNorm, RobustNorm and adversarial attacks from scratch, in array code.
+
+A teaching reference implementation of Awais, Shamshad & Bae (2020),
+"Towards an Adversarially Robust Normalization Approach".
+"""
+from minirn import backend, nn
+from minirn.autograd import (
+    Function,
+    Tensor,
+    enable_grad,
+    freeze_running_stats,
+    is_grad_enabled,
+    no_grad,
+    ones,
+    tensor,
+    zeros,
+)
+from minirn.autograd.gradcheck import GradcheckError, gradcheck
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Function", "GradcheckError", "Tensor", "backend", "enable_grad", "freeze_running_stats",
+    "gradcheck", "is_grad_enabled", "nn", "no_grad", "ones", "tensor", "zeros",
+]

@@ -1,0 +1,290 @@
+"""The one module that knows which array library runs the math.
+
+Every other module in minirn writes its numerics once, against the Python
+Array API standard: it calls ``xp = array_namespace(x)`` and then only ``xp.``
+functions.  This file maps minirn's three *devices* onto array libraries and
+holds the few helpers the standard does not provide.
+
+======== ====================== ==========================================
+device   library                purpose
+======== ====================== ==========================================
+"cpu"    NumPy                  the default
+"gpu"    CuPy (imported lazily) NVIDIA GPUs; ``pip install cupy-cuda12x``
+"strict" array-api-strict       tests only: refuses anything the standard
+                                does not promise, which proves that the
+                                code would run on any conforming library
+======== ====================== ==========================================
+
+Helpers the standard lacks, each with a NumPy fast path and a generic path:
+
+* random numbers (:func:`uniform`, :func:`normal`): drawn on the host by a
+  seeded NumPy ``Generator`` and copied to the device, so one seed gives the
+  same numbers on every device;
+* :func:`scatter_add` (the gradient of integer-array indexing);
+* :func:`sliding_windows` (the patches a convolution or pooling sees);
+* host transfer (:func:`to_host`, :func:`to_device`).
+"""
+from __future__ import annotations
+
+import importlib
+
+import array_api_compat
+import numpy as np
+
+DEVICES = ("cpu", "gpu", "strict")
+DEFAULT_DEVICE = "cpu"
+
+
+class DeviceError(RuntimeError):
+    """A device was asked for that this machine cannot provide."""
+
+
+# ----------------------------------------------------------------------------
+# devices and namespaces
+# ----------------------------------------------------------------------------
+def check_device(device: str) -> str:
+    """Return ``device`` if it names a minirn device, else raise ``ValueError``."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
+    return device
+
+
+def _import_cupy():
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError as exc:
+        raise DeviceError(
+            "device 'gpu' needs CuPy, which is not installed "
+            "(install the wheel for your CUDA version, e.g. `pip install cupy-cuda12x`)"
+        ) from exc
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise DeviceError("device 'gpu' needs a CUDA GPU, but CuPy sees none")
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        raise DeviceError(f"device 'gpu' needs a working CUDA GPU: {exc}") from exc
+    return cupy
+
+
+def _import_strict():
+    try:
+        return importlib.import_module("array_api_strict")
+    except ImportError as exc:
+        raise DeviceError(
+            "device 'strict' needs array-api-strict (`pip install -r requirements-dev.txt`)"
+        ) from exc
+
+
+def device_available(device: str) -> bool:
+    """Whether ``device`` can be used on this machine (never raises)."""
+    try:
+        namespace(device)
+    except (DeviceError, ValueError):
+        return False
+    return True
+
+
+def namespace(device: str = DEFAULT_DEVICE):
+    """The Array API namespace (``xp``) that computes on ``device``."""
+    check_device(device)
+    if device == "cpu":
+        return array_api_compat.array_namespace(np.empty(0))
+    if device == "strict":
+        return _import_strict()
+    cupy = _import_cupy()
+    return array_api_compat.array_namespace(cupy.empty(0))
+
+
+def array_namespace(*arrays):
+    """The namespace of ``arrays`` (None and Python scalars are ignored)."""
+    return array_api_compat.array_namespace(
+        *[a for a in arrays if a is not None and not isinstance(a, (bool, int, float))]
+    )
+
+
+def device_of(array) -> str:
+    """The minirn device name (``"cpu"``, ``"gpu"`` or ``"strict"``) of ``array``."""
+    if isinstance(array, (np.ndarray, np.generic)):
+        return "cpu"
+    if array_api_compat.is_cupy_array(array):
+        return "gpu"
+    if type(array).__module__.startswith("array_api_strict"):
+        return "strict"
+    raise TypeError(f"not a minirn array: {type(array).__name__}")
+
+
+def is_array(obj) -> bool:
+    """Whether ``obj`` is an array of one of minirn's devices."""
+    try:
+        device_of(obj)
+    except TypeError:
+        return False
+    return True
+
+
+def ensure_array(value):
+    """NumPy reductions return scalars (``np.float64``); make them 0-d arrays like every other backend."""
+    return np.asarray(value) if isinstance(value, np.generic) else value
+
+
+def to_host(array) -> np.ndarray:
+    """``array`` as a NumPy array (works on every device; a copy except on the CPU)."""
+    device = device_of(array)
+    if device == "cpu":
+        return np.asarray(array)
+    if device == "gpu":
+        return array.get()
+    return np.from_dlpack(array)
+
+
+def to_device(data, device: str, dtype=None):
+    """``data`` (array, NumPy array, nested lists or scalar) as an array on ``device``.
+
+    ``dtype`` may be a dtype of any namespace or a name such as ``"float32"``.
+    """
+    check_device(device)
+    if is_array(data) and device_of(data) != device:
+        data = to_host(data)
+    xp = namespace(device)
+    return xp.asarray(data, dtype=None if dtype is None else as_dtype(dtype, xp))
+
+
+_DTYPE_NAMES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+def _dtype_name(dtype) -> str:
+    for name in _DTYPE_NAMES:
+        if str(dtype).endswith(name) or str(dtype) == name:
+            return name
+    raise ValueError(f"unsupported dtype {dtype!r}")
+
+
+def as_dtype(dtype, xp):
+    """``dtype`` (a name, NumPy dtype or another namespace's dtype) in namespace ``xp``."""
+    return getattr(xp, _dtype_name(dtype))
+
+
+def dtype_name(dtype) -> str:
+    """A dtype's plain name, e.g. ``"float32"``, whatever its namespace."""
+    return _dtype_name(dtype)
+
+
+def is_floating(dtype) -> bool:
+    return _dtype_name(dtype).startswith("float")
+
+
+# ----------------------------------------------------------------------------
+# random numbers: drawn on the host, then moved to the device
+# ----------------------------------------------------------------------------
+def rng(seed=None) -> np.random.Generator:
+    """A seeded host random generator (``seed`` may already be a Generator)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+def uniform(generator, shape, low=0.0, high=1.0, dtype="float32", device=DEFAULT_DEVICE):
+    """Samples of U(low, high) with ``shape`` on ``device``."""
+    sample = rng(generator).uniform(low, high, size=shape).astype(_dtype_name(dtype))
+    return to_device(sample, device)
+
+
+def normal(generator, shape, mean=0.0, std=1.0, dtype="float32", device=DEFAULT_DEVICE):
+    """Samples of N(mean, std²) with ``shape`` on ``device``."""
+    sample = rng(generator).normal(mean, std, size=shape).astype(_dtype_name(dtype))
+    return to_device(sample, device)
+
+
+def permutation(generator, n: int) -> np.ndarray:
+    """A random permutation of ``range(n)`` as a host int64 array."""
+    return rng(generator).permutation(n).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------
+# scatter-add: the adjoint of integer-array indexing
+# ----------------------------------------------------------------------------
+def scatter_add(shape, index, values):
+    """``out = zeros(shape); out[index] += values`` with repeated indices summed.
+
+    ``index`` is an integer array selecting along axis 0 (``x[index]``);
+    ``values`` has shape ``index.shape + shape[1:]``.  NumPy uses ``np.add.at``;
+    other libraries multiply by a one-hot matrix,
+    :math:`\\mathrm{out} = \\mathrm{onehot}(index)^\\top \\, values`.
+    """
+    xp = array_namespace(values)
+    if isinstance(values, np.ndarray):
+        out = np.zeros(shape, dtype=values.dtype)
+        np.add.at(out, np.asarray(index), values)
+        return out
+    index = xp.reshape(index, (-1,))
+    flat = xp.reshape(values, (index.shape[0], -1))
+    onehot = xp.astype(index[:, None] == xp.arange(shape[0], device=values.device)[None, :], values.dtype)
+    return xp.reshape(xp.matmul(xp.permute_dims(onehot, (1, 0)), flat), tuple(shape))
+
+
+# ----------------------------------------------------------------------------
+# sliding windows: what a convolution or pooling window sees
+# ----------------------------------------------------------------------------
+def sliding_windows(x, kernel_size, stride):
+    """The (kh, kw) windows of ``x`` taken every ``stride`` pixels.
+
+    x: (N, C, H, W) -> windows: (N, C, H_out, W_out, kh, kw), with
+    ``windows[n, c, i, j, a, b] = x[n, c, i*sh + a, j*sw + b]`` and
+    :math:`H_{out} = \\lfloor (H - k_h)/s_h \\rfloor + 1`.
+
+    NumPy returns a read-only strided *view* (no copy); the generic path
+    stacks the kh*kw strided slices (one copy).  Both give equal values.
+    """
+    kh, kw = kernel_size
+    sh, sw = stride
+    n, c, h, w = x.shape
+    h_out, w_out = (h - kh) // sh + 1, (w - kw) // sw + 1
+    if isinstance(x, np.ndarray):
+        s = x.strides
+        return np.lib.stride_tricks.as_strided(
+            x, (n, c, h_out, w_out, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2], s[3]), writeable=False
+        )
+    return sliding_windows_reference(x, kernel_size, stride)
+
+
+def sliding_windows_reference(x, kernel_size, stride):
+    """The textbook path of :func:`sliding_windows`: one strided slice per kernel offset."""
+    xp = array_namespace(x)
+    kh, kw = kernel_size
+    sh, sw = stride
+    n, c, h, w = x.shape
+    h_out, w_out = (h - kh) // sh + 1, (w - kw) // sw + 1
+    patches = [
+        x[:, :, a : a + sh * (h_out - 1) + 1 : sh, b : b + sw * (w_out - 1) + 1 : sw]
+        for a in range(kh)
+        for b in range(kw)
+    ]
+    return xp.reshape(xp.stack(patches, axis=-1), (n, c, h_out, w_out, kh, kw))
+
+
+def synchronize(array=None) -> None:
+    """Wait for the device to finish queued work (a no-op on the CPU); for timing."""
+    if array is not None and device_of(array) == "gpu":
+        import cupy  # noqa: PLC0415  (only reached when CuPy arrays exist)
+
+        cupy.cuda.get_current_stream().synchronize()
+
+
+def fold_windows(windows, input_shape, stride):
+    """The adjoint of :func:`sliding_windows` ("col2im"): add every window back into place.
+
+    windows: (N, C, H_out, W_out, kh, kw) -> (N, C, H, W) with
+    ``out[n, c, i*sh + a, j*sw + b] += windows[n, c, i, j, a, b]``.
+    Overlapping windows add up, which is exactly what the gradient of a
+    convolution or pooling with stride < kernel needs.  One strided slice per
+    kernel offset (kh*kw additions), standard array code on every device.
+    """
+    xp = array_namespace(windows)
+    n, c, h_out, w_out, kh, kw = windows.shape
+    sh, sw = stride
+    out = xp.zeros(tuple(input_shape), dtype=windows.dtype, device=windows.device)
+    for a in range(kh):
+        for b in range(kw):
+            rows = slice(a, a + sh * (h_out - 1) + 1, sh)
+            cols = slice(b, b + sw * (w_out - 1) + 1, sw)
+            out[:, :, rows, cols] = out[:, :, rows, cols] + windows[:, :, :, :, a, b]
+    return out

@@ -1,0 +1,219 @@
+"""Convolution, linear layers and pooling as single graph nodes.
+
+A convolution is a matrix product in disguise ("im2col"): gather every
+(C, kh, kw) patch of the padded input as one row of a matrix, multiply by the
+(C*kh*kw, C_out) weight matrix, and reshape.  Its gradients are the two
+matrix products of :class:`~minirn.nn.functional.arithmetic.MatMul`, followed
+for the input by "col2im" (:func:`minirn.backend.fold_windows`), which adds
+each patch's gradient back where the patch came from.
+"""
+from __future__ import annotations
+
+from minirn import backend
+from minirn.autograd.tensor import Function, Tensor
+
+
+def _pair(value, name):
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or any(not isinstance(v, int) for v in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return pair
+
+
+def _pad_hw(x, padding, value=0.0):
+    """Pad the two spatial axes of (N, C, H, W) with ``value``."""
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    xp = backend.array_namespace(x)
+    n, c, h, w = x.shape
+    out = xp.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype, device=x.device)
+    out[:, :, ph : ph + h, pw : pw + w] = x
+    return out
+
+
+def _output_size(name, size, kernel, stride, padding):
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out < 1:
+        raise ValueError(
+            f"{name}: kernel {kernel} is larger than the padded input ({size} + 2*{padding})"
+        )
+    return out
+
+
+class Conv2d(Function):
+    """2-D cross-correlation, like ``torch.nn.functional.conv2d``.
+
+    x: (N, C, H, W), weight W: (O, C, kh, kw), bias b: (O,) -> y: (N, O, H', W') with
+
+    .. math:: y_{n,o,i,j} = b_o + \\sum_{c,a,b'} W_{o,c,a,b'}\\; x^{pad}_{n,c,\\,i s + a,\\,j s + b'}
+
+    As matrices: :math:`X_{col}` (N·H'·W', C·kh·kw) holds the patches,
+    :math:`Y = X_{col} W_{mat}^\\top + b`.  With G the upstream gradient as a
+    (N·H'·W', O) matrix:
+
+    * :math:`\\partial L/\\partial W_{mat} = G^\\top X_{col}`
+    * :math:`\\partial L/\\partial b = \\sum_{rows} G`
+    * :math:`\\partial L/\\partial X_{col} = G W_{mat}`, folded back onto x (col2im).
+    """
+
+    def __init__(self, stride=1, padding=0):
+        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
+
+    def forward(self, x, weight, bias=None):
+        xp = backend.array_namespace(x, weight)
+        if x.ndim != 4 or weight.ndim != 4:
+            raise ValueError(
+                f"conv2d: expected input (N, C, H, W) and weight (O, C, kh, kw), got shapes "
+                f"{tuple(x.shape)} and {tuple(weight.shape)}"
+            )
+        n, c, h, w = x.shape
+        o, c_w, kh, kw = weight.shape
+        if c != c_w:
+            raise ValueError(
+                f"conv2d: input has {c} channels but the weight of shape {tuple(weight.shape)} expects {c_w}"
+            )
+        h_out = _output_size("conv2d", h, kh, self.stride[0], self.padding[0])
+        w_out = _output_size("conv2d", w, kw, self.stride[1], self.padding[1])
+        self.x_shape, self.weight = tuple(x.shape), weight
+        padded = _pad_hw(x, self.padding)
+        self.padded_shape = tuple(padded.shape)
+        windows = backend.sliding_windows(padded, (kh, kw), self.stride)  # (N, C, H', W', kh, kw)
+        self.cols = xp.reshape(xp.permute_dims(windows, (0, 2, 3, 1, 4, 5)), (n * h_out * w_out, c * kh * kw))
+        out = xp.matmul(self.cols, xp.matrix_transpose(xp.reshape(weight, (o, c * kh * kw))))  # (N*H'*W', O)
+        if bias is not None:
+            out = out + bias
+        return xp.permute_dims(xp.reshape(out, (n, h_out, w_out, o)), (0, 3, 1, 2))
+
+    def backward(self, g):
+        xp = backend.array_namespace(g)
+        n, o, h_out, w_out = g.shape
+        _, c, kh, kw = self.weight.shape
+        g_mat = xp.reshape(xp.permute_dims(g, (0, 2, 3, 1)), (n * h_out * w_out, o))
+        w_mat = xp.reshape(self.weight, (o, c * kh * kw))
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            g_cols = xp.matmul(g_mat, w_mat)  # (N*H'*W', C*kh*kw)
+            g_windows = xp.permute_dims(xp.reshape(g_cols, (n, h_out, w_out, c, kh, kw)), (0, 3, 1, 2, 4, 5))
+            gx = _crop(backend.fold_windows(g_windows, self.padded_shape, self.stride), self.x_shape, self.padding)
+        if self.needs_input_grad[1]:
+            gw = xp.reshape(xp.matmul(xp.matrix_transpose(g_mat), self.cols), tuple(self.weight.shape))
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            gb = xp.sum(g_mat, axis=0)
+        return gx, gw, gb
+
+
+class Linear(Function):
+    """:math:`y = x W^\\top + b` with x: (N, in), W: (out, in), b: (out,) -> y: (N, out).
+
+    :math:`\\partial L/\\partial x = G W`, :math:`\\partial L/\\partial W = G^\\top x`,
+    :math:`\\partial L/\\partial b = \\sum_n G_n`.
+    """
+
+    def forward(self, x, weight, bias=None):
+        xp = backend.array_namespace(x, weight)
+        if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
+            raise ValueError(
+                f"linear: input of shape {tuple(x.shape)} does not match weight of shape "
+                f"{tuple(weight.shape)} (expected input (N, {weight.shape[1] if weight.ndim == 2 else '?'}))"
+            )
+        self.x, self.weight = x, weight
+        out = xp.matmul(x, xp.matrix_transpose(weight))
+        return out if bias is None else out + bias
+
+    def backward(self, g):
+        xp = backend.array_namespace(g)
+        gx = xp.matmul(g, self.weight) if self.needs_input_grad[0] else None
+        gw = xp.matmul(xp.matrix_transpose(g), self.x) if self.needs_input_grad[1] else None
+        gb = xp.sum(g, axis=0) if len(self.needs_input_grad) > 2 and self.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+class MaxPool2d(Function):
+    """:math:`y_{n,c,i,j} = \\max_{a,b} x^{pad}_{n,c,\\,i s + a,\\,j s + b}` (padding with -inf).
+
+    The gradient goes to the position of the maximum in each window (the
+    first one on ties, as in PyTorch) and is folded back like a convolution's.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        self.kernel = _pair(kernel_size, "kernel_size")
+        self.stride = self.kernel if stride is None else _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+
+    def forward(self, x):
+        xp = backend.array_namespace(x)
+        _check_pool_input("max_pool2d", x, self.kernel, self.stride, self.padding)
+        padded = _pad_hw(x, self.padding, value=-float("inf"))
+        self.x_shape, self.padded_shape = tuple(x.shape), tuple(padded.shape)
+        windows = backend.sliding_windows(padded, self.kernel, self.stride)
+        flat = xp.reshape(windows, (*windows.shape[:4], -1))
+        self.argmax = xp.argmax(flat, axis=-1)
+        return xp.max(flat, axis=-1)
+
+    def backward(self, g):
+        xp = backend.array_namespace(g)
+        kh, kw = self.kernel
+        k = xp.arange(kh * kw, device=g.device)
+        hit = xp.astype(self.argmax[..., None] == k, g.dtype)  # one-hot of the winner in each window
+        g_windows = xp.reshape(hit * g[..., None], (*g.shape, kh, kw))
+        return _crop(backend.fold_windows(g_windows, self.padded_shape, self.stride), self.x_shape, self.padding)
+
+
+class AvgPool2d(Function):
+    """:math:`y_{n,c,i,j} = \\frac{1}{k_h k_w}\\sum_{a,b} x^{pad}_{n,c,\\,i s+a,\\,j s+b}`
+    (zero padding counts, PyTorch's ``count_include_pad=True``);
+    every input of a window receives :math:`g/(k_h k_w)`."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        self.kernel = _pair(kernel_size, "kernel_size")
+        self.stride = self.kernel if stride is None else _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+
+    def forward(self, x):
+        xp = backend.array_namespace(x)
+        _check_pool_input("avg_pool2d", x, self.kernel, self.stride, self.padding)
+        padded = _pad_hw(x, self.padding)
+        self.x_shape, self.padded_shape = tuple(x.shape), tuple(padded.shape)
+        windows = backend.sliding_windows(padded, self.kernel, self.stride)
+        return xp.mean(windows, axis=(-2, -1))
+
+    def backward(self, g):
+        xp = backend.array_namespace(g)
+        kh, kw = self.kernel
+        g_windows = xp.broadcast_to((g / (kh * kw))[..., None, None], (*g.shape, kh, kw))
+        return _crop(backend.fold_windows(g_windows, self.padded_shape, self.stride), self.x_shape, self.padding)
+
+
+def _check_pool_input(name, x, kernel, stride, padding):
+    if x.ndim != 4:
+        raise ValueError(f"{name}: expected input (N, C, H, W), got shape {tuple(x.shape)}")
+    if any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise ValueError(f"{name}: padding {padding} must be at most half the kernel size {kernel}")
+    for axis in (0, 1):
+        _output_size(name, x.shape[2 + axis], kernel[axis], stride[axis], padding[axis])
+
+
+def _crop(padded, shape, padding):
+    ph, pw = padding
+    return padded[:, :, ph : ph + shape[2], pw : pw + shape[3]]
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
+    """2-D convolution (cross-correlation); see :class:`Conv2d` for the equations and shapes."""
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Conv2d(stride, padding)(*inputs)
+
+
+def linear(x, weight, bias=None) -> Tensor:
+    """:math:`x W^\\top + b` with weight (out, in), like ``torch.nn.functional.linear``."""
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Linear()(*inputs)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
+    return MaxPool2d(kernel_size, stride, padding)(x)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
+    return AvgPool2d(kernel_size, stride, padding)(x)

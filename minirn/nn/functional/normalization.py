@@ -1,0 +1,268 @@
+"""BatchNorm and RobustNorm as pure math, plus the batch-independent norms.
+
+Both batch norms normalise each channel c over the batch and spatial axes
+(N, H, W) of x: (N, C, H, W) (or over N for x: (N, C)):
+
+=============  ===============================================  ==============================
+               BatchNorm (Ioffe & Szegedy 2015)                 RobustNorm (Awais et al. 2020)
+=============  ===============================================  ==============================
+centre         :math:`\\mu_B = \\frac1n\\sum_i x_i`               same
+scale          :math:`\\sigma_B^2 = \\frac1n\\sum_i (x_i-\\mu_B)^2`  :math:`r_B = \\max_i x_i - \\min_i x_i`
+normalise      :math:`\\hat x = (x-\\mu)/\\sqrt{\\sigma^2+\\epsilon}`  :math:`\\hat x = (x-\\mu)/(r^{\\,p}+\\epsilon)`
+affine         :math:`y = \\gamma\\hat x + \\beta`                  same
+=============  ===============================================  ==============================
+
+Here :math:`n = N H W`.  The functions take the statistics to *use*:
+``mean=None`` means "the batch mean :math:`\\mu_B`, differentiated through";
+an array means "this fixed estimate" (a running average, no gradient).
+Likewise ``var=None`` / ``value_range=None``.  This one switch expresses every
+variant of the paper (running vs inference-batch statistics); the layers in
+:mod:`minirn.nn.norm` own the running estimates and choose what to pass.
+
+Backward, with :math:`\\hat g = \\gamma\\,g` the gradient w.r.t. :math:`\\hat x`
+and sums over the n positions of one channel — BatchNorm, :math:`s = (\\sigma^2+\\epsilon)^{-1/2}`:
+
+.. math::
+    \\frac{\\partial L}{\\partial x_i} = s\\,\\hat g_i
+      \\;\\underbrace{-\\; \\frac{s}{n}\\sum_j \\hat g_j}_{\\text{if } \\mu = \\mu_B}
+      \\;\\underbrace{-\\; \\frac{s^2}{n}\\,(x_i-\\mu_B)\\sum_j \\hat g_j \\hat x_j}_{\\text{if } \\sigma^2 = \\sigma_B^2}
+
+(with both batch statistics this is the familiar
+:math:`s(\\hat g_i - \\overline{\\hat g} - \\hat x_i\\overline{\\hat g\\hat x})`).
+RobustNorm, :math:`d = r^p + \\epsilon`:
+
+.. math::
+    \\frac{\\partial L}{\\partial x_i} = \\frac{\\hat g_i}{d}
+      \\;\\underbrace{-\\; \\frac{1}{n d}\\sum_j \\hat g_j}_{\\text{if } \\mu = \\mu_B}
+      \\;\\underbrace{-\\; \\frac{p\\,r^{p-1}}{d}\\Big(\\sum_j \\hat g_j \\hat x_j\\Big)
+         \\Big(\\frac{[x_i = \\max]}{k_{\\max}} - \\frac{[x_i = \\min]}{k_{\\min}}\\Big)}_{\\text{if } r = r_B}
+
+The range's gradient reaches only the arg-max and arg-min (shared equally by
+:math:`k` tied positions).  At :math:`r = 0` (a constant channel)
+:math:`\\partial r^p/\\partial r = p\\,r^{p-1}` is infinite; minirn defines it
+as 0 there.  Nothing is lost: in a constant channel :math:`\\hat x = 0`, so
+the factor :math:`\\sum_j \\hat g_j\\hat x_j` it multiplies is 0 anyway, and no
+NaN or inf can leak.  For both norms :math:`\\partial L/\\partial\\gamma = \\sum_i g_i\\hat x_i`
+and :math:`\\partial L/\\partial\\beta = \\sum_i g_i`.
+"""
+from __future__ import annotations
+
+from minirn import backend
+from minirn.autograd.tensor import Function, Tensor
+
+
+def _channel_axes(x):
+    if x.ndim not in (2, 4):
+        raise ValueError(f"expected input of shape (N, C) or (N, C, H, W), got {tuple(x.shape)}")
+    return (0,) if x.ndim == 2 else (0, 2, 3)
+
+
+def _per_channel(v, x):
+    """(C,) -> (1, C) or (1, C, 1, 1), to broadcast against x."""
+    xp = backend.array_namespace(v)
+    return xp.reshape(v, (1, -1) if x.ndim == 2 else (1, -1, 1, 1))
+
+
+class _BatchStatNorm(Function):
+    """Shared bookkeeping of BatchNorm and RobustNorm: axes, counts, the affine map."""
+
+    def _begin(self, x, weight):
+        self.axes = _channel_axes(x)
+        if weight.shape[0] != x.shape[1]:
+            raise ValueError(f"input has {x.shape[1]} channels but the norm expects {weight.shape[0]}")
+        self.n = _count(x, self.axes)
+        self.weight = weight
+        return backend.array_namespace(x, weight)
+
+    def _affine_grads(self, g):
+        xp = backend.array_namespace(g)
+        wants = self.needs_input_grad
+        g_weight = xp.sum(g * self.x_hat, axis=self.axes) if wants[1] else None
+        g_bias = xp.sum(g, axis=self.axes) if wants[2] else None
+        return g_weight, g_bias
+
+
+def _count(x, axes):
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    return n
+
+
+class BatchNorm(_BatchStatNorm):
+    """:math:`y = \\gamma (x-\\mu)/\\sqrt{\\sigma^2+\\epsilon} + \\beta`; see the module docstring.
+
+    ``mean``/``var``: None for the batch statistic, or a fixed (C,) array.
+    """
+
+    def __init__(self, mean=None, var=None, eps=1e-5):
+        self.mean, self.var, self.eps = mean, var, eps
+
+    def forward(self, x, weight, bias):
+        xp = self._begin(x, weight)
+        if self.var is None and self.n < 2:
+            raise ValueError(
+                f"batch_norm: expected more than 1 value per channel to compute batch statistics, "
+                f"got input of shape {tuple(x.shape)}"
+            )
+        self.batch_mean = xp.mean(x, axis=self.axes, keepdims=True)           # mu_B
+        mean = self.batch_mean if self.mean is None else _per_channel(self.mean, x)
+        if self.var is None:
+            self.centered = x - self.batch_mean                                  # x - mu_B
+            self.batch_var = xp.mean(self.centered**2, axis=self.axes, keepdims=True)  # sigma_B^2
+            var = self.batch_var
+        else:
+            self.batch_var, var = None, _per_channel(self.var, x)
+        self.inv_std = 1.0 / xp.sqrt(var + self.eps)                              # s
+        self.x_hat = (x - mean) * self.inv_std                                     # x_hat
+        return _per_channel(weight, x) * self.x_hat + _per_channel(bias, x)       # y
+
+    def backward(self, g):
+        xp = backend.array_namespace(g)
+        g_hat = g * _per_channel(self.weight, g)
+        g_x = None
+        if self.needs_input_grad[0]:
+            g_x = self.inv_std * g_hat
+            if self.mean is None:
+                g_x = g_x - self.inv_std * xp.mean(g_hat, axis=self.axes, keepdims=True)
+            if self.var is None:
+                g_x = g_x - (self.inv_std**2) * self.centered * xp.mean(g_hat * self.x_hat, axis=self.axes, keepdims=True)
+        return (g_x, *self._affine_grads(g))
+
+
+class RobustNorm(_BatchStatNorm):
+    """:math:`y = \\gamma (x-\\mu)/(r^{\\,p}+\\epsilon) + \\beta`; see the module docstring.
+
+    ``mean``/``value_range``: None for the batch statistic, or a fixed (C,) array.
+    """
+
+    def __init__(self, mean=None, value_range=None, p=0.2, eps=1e-5):
+        self.mean, self.value_range, self.p, self.eps = mean, value_range, p, eps
+
+    def forward(self, x, weight, bias):
+        xp = self._begin(x, weight)
+        self.batch_mean = xp.mean(x, axis=self.axes, keepdims=True)             # mu_B
+        mean = self.batch_mean if self.mean is None else _per_channel(self.mean, x)
+        if self.value_range is None:
+            self.x_max = xp.max(x, axis=self.axes, keepdims=True)
+            self.x_min = xp.min(x, axis=self.axes, keepdims=True)
+            self.x = x
+            self.batch_range = self.x_max - self.x_min                            # r_B = max - min
+            r = self.batch_range
+        else:
+            self.batch_range, r = None, _per_channel(self.value_range, x)
+        self.r = r
+        self.denominator = r**self.p + self.eps                                    # d = r^p + eps
+        self.x_hat = (x - mean) / self.denominator                                 # x_hat
+        return _per_channel(weight, x) * self.x_hat + _per_channel(bias, x)       # y
+
+    def backward(self, g):
+        xp = backend.array_namespace(g)
+        g_hat = g * _per_channel(self.weight, g)
+        g_x = None
+        if self.needs_input_grad[0]:
+            g_x = g_hat / self.denominator
+            if self.mean is None:
+                g_x = g_x - xp.mean(g_hat, axis=self.axes, keepdims=True) / self.denominator
+            if self.value_range is None:
+                positive = self.r > 0
+                safe_r = xp.where(positive, self.r, xp.ones_like(self.r))
+                d_denominator_d_r = xp.where(positive, self.p * safe_r ** (self.p - 1.0), xp.zeros_like(self.r))
+                g_r = -xp.sum(g_hat * self.x_hat, axis=self.axes, keepdims=True) / self.denominator * d_denominator_d_r
+                is_max = xp.astype(self.x == self.x_max, g.dtype)
+                is_min = xp.astype(self.x == self.x_min, g.dtype)
+                d_r_d_x = is_max / xp.sum(is_max, axis=self.axes, keepdims=True) - is_min / xp.sum(
+                    is_min, axis=self.axes, keepdims=True
+                )
+                g_x = g_x + g_r * d_r_d_x
+        return (g_x, *self._affine_grads(g))
+
+
+def _affine_inputs(x, weight, bias):
+    """Fill in γ = 1 and β = 0 (constants) when the norm has no affine parameters."""
+    reference = x.data if isinstance(x, Tensor) else x
+    xp = backend.array_namespace(reference)
+    channels = reference.shape[1]
+    if weight is None:
+        weight = xp.ones((channels,), dtype=reference.dtype, device=reference.device)
+    if bias is None:
+        bias = xp.zeros((channels,), dtype=reference.dtype, device=reference.device)
+    return weight, bias
+
+
+def _stats(function, *names):
+    """The named batch statistics of a finished norm function as (C,) arrays (None if unused)."""
+    out = []
+    for name in names:
+        value = getattr(function, name)
+        out.append(None if value is None else backend.array_namespace(value).reshape(value, (-1,)))
+    return tuple(out)
+
+
+def batch_norm(x, weight=None, bias=None, mean=None, var=None, eps=1e-5, return_stats=False):
+    """BatchNorm over (N, H, W) per channel.
+
+    x: (N, C, H, W) or (N, C); weight γ, bias β: (C,) tensors or None (γ=1, β=0);
+    mean, var: (C,) arrays to use instead of the batch statistics, or None.
+    Returns y (same shape as x), or ``(y, batch_mean, batch_var)`` with
+    ``return_stats=True`` (biased batch variance; None where not computed).
+    """
+    function = BatchNorm(mean, var, eps)
+    y = function(x, *_affine_inputs(x, weight, bias))
+    return (y, *_stats(function, "batch_mean", "batch_var")) if return_stats else y
+
+
+def robust_norm(x, weight=None, bias=None, mean=None, value_range=None, p=0.2, eps=1e-5, return_stats=False):
+    """RobustNorm (Awais et al. 2020) over (N, H, W) per channel.
+
+    x: (N, C, H, W) or (N, C); weight γ, bias β: (C,) tensors or None;
+    mean, value_range: (C,) arrays to use instead of the batch mean and range
+    :math:`r_B = \\max x - \\min x`, or None; p > 0: the power applied to the range.
+    Returns y, or ``(y, batch_mean, batch_range)`` with ``return_stats=True``.
+    """
+    if not p > 0:
+        raise ValueError(f"robust_norm: p must be positive, got {p}")
+    function = RobustNorm(mean, value_range, p, eps)
+    y = function(x, *_affine_inputs(x, weight, bias))
+    return (y, *_stats(function, "batch_mean", "batch_range")) if return_stats else y
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """GroupNorm (Wu & He 2018): normalise each example over groups of C/G channels and (H, W).
+
+    x: (N, C, H, W); :math:`\\hat x = (x - \\mu_{n,g})/\\sqrt{\\sigma^2_{n,g}+\\epsilon}`,
+    :math:`y = \\gamma_c \\hat x + \\beta_c`.  Batch-independent: one example's output
+    never depends on the others.  Built from differentiable primitives.
+    """
+    n, c = x.shape[0], x.shape[1]
+    if c % num_groups:
+        raise ValueError(f"group_norm: {c} channels cannot be split into {num_groups} groups")
+    grouped = x.reshape(n, num_groups, -1)
+    mean = grouped.mean(axis=2, keepdims=True)
+    var = grouped.var(axis=2, keepdims=True)
+    x_hat = ((grouped - mean) / (var + eps).sqrt()).reshape(x.shape)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        x_hat = x_hat * weight.reshape(shape)
+    if bias is not None:
+        x_hat = x_hat + bias.reshape(shape)
+    return x_hat
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """LayerNorm (Ba et al. 2016) over the last ``len(normalized_shape)`` axes, like PyTorch.
+
+    :math:`\\hat x = (x-\\mu)/\\sqrt{\\sigma^2+\\epsilon}` per example; weight, bias have ``normalized_shape``.
+    """
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(x.shape[x.ndim - len(normalized_shape) :]) != normalized_shape:
+        raise ValueError(f"layer_norm: input {x.shape} does not end with normalized_shape {normalized_shape}")
+    axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    x_hat = (x - mean) / (var + eps).sqrt()
+    if weight is not None:
+        x_hat = x_hat * weight
+    if bias is not None:
+        x_hat = x_hat + bias
+    return x_hat
