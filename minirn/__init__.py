@@ -16,10 +16,12 @@ from minirn.autograd import (
     zeros,
 )
 from minirn.autograd.gradcheck import GradcheckError, gradcheck
+from minirn.backend import manual_seed
+from minirn import models  # noqa: I001  (models build on nn)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Function", "GradcheckError", "Tensor", "backend", "enable_grad", "freeze_running_stats",
-    "gradcheck", "is_grad_enabled", "nn", "no_grad", "ones", "tensor", "zeros",
+    "gradcheck", "is_grad_enabled", "manual_seed", "models", "nn", "no_grad", "ones", "tensor", "zeros",
 ]

@@ -175,10 +175,21 @@ def is_floating(dtype) -> bool:
 # ----------------------------------------------------------------------------
 # random numbers: drawn on the host, then moved to the device
 # ----------------------------------------------------------------------------
+_global_generator = np.random.default_rng(0)
+
+
+def manual_seed(seed: int) -> None:
+    """Reseed the global generator that layer initialisation draws from (like ``torch.manual_seed``)."""
+    global _global_generator
+    _global_generator = np.random.default_rng(seed)
+
+
 def rng(seed=None) -> np.random.Generator:
-    """A seeded host random generator (``seed`` may already be a Generator)."""
+    """A host random generator: ``seed`` may be an int, a Generator, or None for the global one."""
     if isinstance(seed, np.random.Generator):
         return seed
+    if seed is None:
+        return _global_generator
     return np.random.default_rng(seed)
 
 

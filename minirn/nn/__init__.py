@@ -1,4 +1,32 @@
-"""Neural-network building blocks (``minirn.nn``): functional ops now, layers soon."""
-from minirn.nn import functional
+"""Neural-network building blocks: ``Module``, layers, normalizations (``minirn.nn``).
 
-__all__ = ["functional"]
+``minirn.nn.functional`` holds the differentiable math; the classes here own
+parameters, buffers and modes, like ``torch.nn``.
+"""
+from minirn.nn import functional, init
+from minirn.nn.layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool2d,
+    Linear,
+    MaxPool2d,
+    ReLU,
+)
+from minirn.nn.module import Identity, Module, Parameter, Sequential
+from minirn.nn.norm import (
+    BatchNorm2d,
+    GroupNorm,
+    LayerNorm,
+    RobustNorm2d,
+    get_norm_eval_stats,
+    norm_layers,
+    set_norm_eval_stats,
+)
+
+__all__ = [
+    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "GlobalAvgPool2d", "GroupNorm",
+    "Identity", "LayerNorm", "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "RobustNorm2d",
+    "Sequential", "functional", "get_norm_eval_stats", "init", "norm_layers", "set_norm_eval_stats",
+]

@@ -1,0 +1,219 @@
+"""Normalization layers: BatchNorm2d, RobustNorm2d (the paper's), GroupNorm, LayerNorm.
+
+The equations and their derivatives live in
+:mod:`minirn.nn.functional.normalization`; these classes own γ, β, the
+running estimates and the choice of statistics.
+
+Which statistics a batch norm layer uses (the paper's central experiment):
+
+========================  ===========================  =============================
+mode                      centre (``mean``)            scale (``var`` / ``range``)
+========================  ===========================  =============================
+training                  batch                        batch
+eval, default             ``eval_mean="running"``      ``eval_scale="running"``
+eval, batch statistics    ``eval_mean="batch"``        ``eval_scale="batch"``
+eval, tracked mean only   ``eval_mean="running"``      ``eval_scale="batch"``
+========================  ===========================  =============================
+
+In training mode the running estimates follow an exponential moving average,
+``running = (1 - momentum) * running + momentum * batch``, except inside
+:func:`minirn.freeze_running_stats` (gradient checks, attacks).  Evaluation
+never updates them, whatever statistics it uses.
+"""
+from __future__ import annotations
+
+from minirn import backend
+from minirn.autograd.grad_mode import running_stats_frozen
+from minirn.nn import functional as F
+from minirn.nn.layers import check_positive_int
+from minirn.nn.module import Module, Parameter
+
+STATISTICS = ("running", "batch")
+
+
+class _BatchStatNorm2d(Module):
+    """What BatchNorm2d and RobustNorm2d share: γ, β, momentum, the eval-statistics switch."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True):
+        super().__init__()
+        check_positive_int("num_features", num_features)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
+        if not eps >= 0.0:
+            raise ValueError(f"eps must be non-negative, got {eps}")
+        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
+        xp = backend.namespace("cpu")
+        self.weight = Parameter(xp.ones((num_features,), dtype=xp.float32)) if affine else None   # γ
+        self.bias = Parameter(xp.zeros((num_features,), dtype=xp.float32)) if affine else None    # β
+        self.eval_mean = "running"
+        self.eval_scale = "running"
+
+    def __setattr__(self, name, value):
+        if name in ("eval_mean", "eval_scale") and value not in STATISTICS:
+            raise ValueError(f"{name} must be 'running' or 'batch', got {value!r}")
+        super().__setattr__(name, value)
+
+    def _use_batch_statistics(self):
+        """(batch mean?, batch scale?): always in training, per ``eval_mean``/``eval_scale`` in eval."""
+        if self.training:
+            return True, True
+        return self.eval_mean == "batch", self.eval_scale == "batch"
+
+    def _update_running(self, name, batch_value):
+        """``running = (1 - momentum) * running + momentum * batch`` in training mode (unless frozen)."""
+        if self.training and not running_stats_frozen():
+            running = self._buffers[name]
+            self._buffers[name] = (1.0 - self.momentum) * running + self.momentum * batch_value
+
+    def _check_input(self, x):
+        shape = x.shape
+        if len(shape) not in (2, 4) or shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}) expects input (N, {self.num_features}, H, W) "
+                f"or (N, {self.num_features}), got shape {tuple(shape)}"
+            )
+
+    def extra_repr(self):
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"eval_mean={self.eval_mean!r}, eval_scale={self.eval_scale!r}"
+        )
+
+
+class BatchNorm2d(_BatchStatNorm2d):
+    """BatchNorm (Ioffe & Szegedy 2015) with PyTorch's semantics, plus the paper's eval switch.
+
+    x: (N, C, H, W) or (N, C).  Training: :math:`\\mu_B`, biased :math:`\\sigma_B^2` over (N, H, W),
+    :math:`y = \\gamma (x-\\mu_B)/\\sqrt{\\sigma_B^2+\\epsilon} + \\beta`; buffers ``running_mean`` and
+    ``running_var`` track :math:`\\mu_B` and the *unbiased* variance :math:`\\sigma_B^2\\,n/(n-1)`.
+    (The authors' code divides by :math:`\\sqrt{\\text{unbiased var}}+\\epsilon` instead; minirn
+    follows the standard definition.)
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True):
+        super().__init__(num_features, eps, momentum, affine)
+        xp = backend.namespace("cpu")
+        self.register_buffer("running_mean", xp.zeros((num_features,), dtype=xp.float32))
+        self.register_buffer("running_var", xp.ones((num_features,), dtype=xp.float32))
+
+    def forward(self, x):
+        self._check_input(x)
+        batch_mean, batch_scale = self._use_batch_statistics()
+        y, mu, var = F.batch_norm(
+            x, self.weight, self.bias,
+            mean=None if batch_mean else self.running_mean,
+            var=None if batch_scale else self.running_var,
+            eps=self.eps, return_stats=True,
+        )
+        if self.training:
+            n = x.shape[0] * (x.shape[2] * x.shape[3] if len(x.shape) == 4 else 1)
+            self._update_running("running_mean", mu)
+            self._update_running("running_var", var * (n / (n - 1)))  # unbiased, like PyTorch
+        return y
+
+
+class RobustNorm2d(_BatchStatNorm2d):
+    """RobustNorm (Awais, Shamshad & Bae 2020): scale by a power of the range instead of the std.
+
+    x: (N, C, H, W) or (N, C).  Training: :math:`\\mu_B` and :math:`r_B = \\max x - \\min x` over
+    (N, H, W), :math:`y = \\gamma (x-\\mu_B)/(r_B^{\\,p}+\\epsilon) + \\beta`; buffers ``running_mean``
+    and ``running_range`` (a moving average of the range itself); eval with running
+    statistics divides by :math:`\\bar r^{\\,p} + \\epsilon`.  ``p`` > 0 is the paper's
+    hyper-parameter (0.2 by default; the authors also use 1.0).
+    """
+
+    def __init__(self, num_features, p=0.2, eps=1e-5, momentum=0.1, affine=True):
+        if not (isinstance(p, (int, float)) and p > 0):
+            raise ValueError(f"RobustNorm2d: p must be a positive number, got {p!r}")
+        super().__init__(num_features, eps, momentum, affine)
+        self.p = float(p)
+        xp = backend.namespace("cpu")
+        self.register_buffer("running_mean", xp.zeros((num_features,), dtype=xp.float32))
+        self.register_buffer("running_range", xp.ones((num_features,), dtype=xp.float32))
+
+    def forward(self, x):
+        self._check_input(x)
+        batch_mean, batch_scale = self._use_batch_statistics()
+        y, mu, r = F.robust_norm(
+            x, self.weight, self.bias,
+            mean=None if batch_mean else self.running_mean,
+            value_range=None if batch_scale else self.running_range,
+            p=self.p, eps=self.eps, return_stats=True,
+        )
+        if self.training:
+            self._update_running("running_mean", mu)
+            self._update_running("running_range", r)
+        return y
+
+    def extra_repr(self):
+        return f"p={self.p}, " + super().extra_repr()
+
+
+class GroupNorm(Module):
+    """GroupNorm (Wu & He 2018): per example, over groups of channels and (H, W); batch-independent."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
+        super().__init__()
+        check_positive_int("num_groups", num_groups)
+        check_positive_int("num_channels", num_channels)
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: {num_channels} channels cannot be split into {num_groups} groups")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
+        xp = backend.namespace("cpu")
+        self.weight = Parameter(xp.ones((num_channels,), dtype=xp.float32)) if affine else None
+        self.bias = Parameter(xp.zeros((num_channels,), dtype=xp.float32)) if affine else None
+
+    def forward(self, x):
+        if len(x.shape) < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"GroupNorm({self.num_groups}, {self.num_channels}) got input of shape {tuple(x.shape)}")
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class LayerNorm(Module):
+    """LayerNorm (Ba et al. 2016) over the last axes ``normalized_shape``, like ``torch.nn.LayerNorm``."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        xp = backend.namespace("cpu")
+        self.weight = Parameter(xp.ones(shape, dtype=xp.float32)) if elementwise_affine else None
+        self.bias = Parameter(xp.zeros(shape, dtype=xp.float32)) if elementwise_affine else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+
+def norm_layers(model):
+    """The BatchNorm2d and RobustNorm2d layers of ``model`` (the ones with running statistics)."""
+    return [m for m in model.modules() if isinstance(m, _BatchStatNorm2d)]
+
+
+def set_norm_eval_stats(model, mean="running", scale="running"):
+    """Choose the statistics every BatchNorm2d/RobustNorm2d of ``model`` uses in eval mode.
+
+    ``mean``, ``scale``: ``"running"`` (population estimates from training) or
+    ``"batch"`` (statistics of the inference batch).  Returns ``model``.
+    ``("batch", "batch")`` is the paper's hypothesis test; ``("running", "batch")``
+    the tracked-mean-only variant.
+    """
+    for name, value in (("mean", mean), ("scale", scale)):
+        if value not in STATISTICS:
+            raise ValueError(f"set_norm_eval_stats: {name} must be 'running' or 'batch', got {value!r}")
+    for layer in norm_layers(model):
+        layer.eval_mean, layer.eval_scale = mean, scale
+    return model
+
+
+def get_norm_eval_stats(model):
+    """``(mean, scale)`` shared by the model's norm layers, ``None`` if it has none; error if they differ."""
+    settings = {(layer.eval_mean, layer.eval_scale) for layer in norm_layers(model)}
+    if len(settings) > 1:
+        raise ValueError(f"the model's norm layers use different eval statistics: {sorted(settings)}")
+    return settings.pop() if settings else None
