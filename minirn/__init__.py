@@ -3,7 +3,7 @@
 A teaching reference implementation of Awais, Shamshad & Bae (2020),
 "Towards an Adversarially Robust Normalization Approach".
 """
-from minirn import backend, nn
+from minirn import backend, models, nn
 from minirn.autograd import (
     Function,
     Tensor,
@@ -17,7 +17,6 @@ from minirn.autograd import (
 )
 from minirn.autograd.gradcheck import GradcheckError, gradcheck
 from minirn.backend import manual_seed
-from minirn import models  # noqa: I001  (models build on nn)
 
 __version__ = "0.1.0"
 
