@@ -3,7 +3,7 @@
 A teaching reference implementation of Awais, Shamshad & Bae (2020),
 "Towards an Adversarially Robust Normalization Approach".
 """
-from minirn import backend, models, nn
+from minirn import backend, data, models, nn, optim
 from minirn.autograd import (
     Function,
     Tensor,
@@ -17,10 +17,11 @@ from minirn.autograd import (
 )
 from minirn.autograd.gradcheck import GradcheckError, gradcheck
 from minirn.backend import manual_seed
+from minirn.serialization import CheckpointError, load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Function", "GradcheckError", "Tensor", "backend", "enable_grad", "freeze_running_stats",
-    "gradcheck", "is_grad_enabled", "manual_seed", "models", "nn", "no_grad", "ones", "tensor", "zeros",
+    "CheckpointError", "Function", "GradcheckError", "Tensor", "backend", "data", "enable_grad", "freeze_running_stats",
+    "gradcheck", "is_grad_enabled", "manual_seed", "load", "models", "nn", "no_grad", "ones", "optim", "save", "tensor", "zeros",
 ]
