@@ -27,6 +27,7 @@ Helpers the standard lacks, each with a NumPy fast path and a generic path:
 from __future__ import annotations
 
 import importlib
+import math
 
 import array_api_compat
 import numpy as np
@@ -148,12 +149,13 @@ def to_device(data, device: str, dtype=None):
     return xp.asarray(data, dtype=None if dtype is None else as_dtype(dtype, xp))
 
 
-_DTYPE_NAMES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
+_DTYPE_NAMES = ("float32", "float64", "float16", "int64", "int32", "int16", "uint8", "int8", "bool")  # uint8 before int8
 
 
 def _dtype_name(dtype) -> str:
+    text = dtype.__name__ if isinstance(dtype, type) else str(dtype)  # NumPy's xp.float32 is a class
     for name in _DTYPE_NAMES:
-        if str(dtype).endswith(name) or str(dtype) == name:
+        if text.endswith(name):
             return name
     raise ValueError(f"unsupported dtype {dtype!r}")
 
@@ -227,7 +229,7 @@ def scatter_add(shape, index, values):
         np.add.at(out, np.asarray(index), values)
         return out
     index = xp.reshape(index, (-1,))
-    flat = xp.reshape(values, (index.shape[0], -1))
+    flat = xp.reshape(values, (index.shape[0], math.prod(shape[1:])))  # not -1: index may be empty
     onehot = xp.astype(index[:, None] == xp.arange(shape[0], device=values.device)[None, :], values.dtype)
     return xp.reshape(xp.matmul(xp.permute_dims(onehot, (1, 0)), flat), tuple(shape))
 
@@ -270,6 +272,17 @@ def sliding_windows_reference(x, kernel_size, stride):
         for b in range(kw)
     ]
     return xp.reshape(xp.stack(patches, axis=-1), (n, c, h_out, w_out, kh, kw))
+
+
+def versions() -> dict:
+    """Versions of the array libraries minirn runs on (for results files)."""
+    found = {"numpy": np.__version__, "array_api_compat": array_api_compat.__version__}
+    for name in ("cupy", "array_api_strict"):
+        try:
+            found[name] = importlib.import_module(name).__version__
+        except ImportError:
+            pass
+    return found
 
 
 def synchronize(array=None) -> None:

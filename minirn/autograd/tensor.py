@@ -85,6 +85,11 @@ def _as_operand(value, reference):
     if isinstance(value, (bool, int, float, np.generic)):
         if reference is None:
             return tensor(value)
+        if isinstance(value, (float, np.floating)) and not backend.is_floating(reference.dtype):
+            raise TypeError(
+                f"cannot combine a {reference.dtype_name} tensor with the float {value!r} (it would be "
+                "truncated); convert the tensor first with .float() or .double()"
+            )
         xp = reference.xp
         return Tensor._wrap(xp.asarray(value, dtype=reference.data.dtype, device=reference.data.device), False)
     if backend.is_array(value):
@@ -274,7 +279,7 @@ class Tensor:
             grad = xp.ones(self.data.shape, dtype=self.data.dtype, device=self.data.device)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
-            if not backend.is_array(grad):
+            if not backend.is_array(grad) or backend.device_of(grad) != self.device:
                 grad = backend.to_device(grad, self.device, self.data.dtype)
             if tuple(grad.shape) != self.shape:
                 raise ValueError(
@@ -452,7 +457,7 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
 
     data: a backend array, NumPy array, Python number or nested list.
     Python floats become float32 (like PyTorch); arrays keep their dtype
-    unless ``dtype`` is given.  ``device`` defaults to the array's own device,
+    unless ``dtype`` is given.  The data is always copied (like ``torch.tensor``).  ``device`` defaults to the array's own device,
     else ``"cpu"``.
     """
     if isinstance(data, Tensor):
@@ -461,6 +466,8 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
         device = backend.device_of(data) if backend.is_array(data) else backend.DEFAULT_DEVICE
     if backend.is_array(data) or isinstance(data, np.ndarray):
         array = backend.to_device(data, device, dtype)
+        if array is data or backend.device_of(data) == device:
+            array = backend.array_namespace(array).asarray(array, copy=True)  # a copy, like torch.tensor
     else:
         array = _from_python(data, dtype, device)
     return Tensor(array, requires_grad=requires_grad)

@@ -244,10 +244,10 @@ class MatMul(Function):
         xp = backend.array_namespace(g)
         a = self.a if self.a.ndim > 1 else self.a[None, :]
         b = self.b if self.b.ndim > 1 else self.b[:, None]
+        if self.b.ndim == 1:  # restore b's column axis first, so that 1-D @ 1-D (g is 0-d) works too
+            g = xp.expand_dims(g, axis=-1)
         if self.a.ndim == 1:
             g = xp.expand_dims(g, axis=-2)
-        if self.b.ndim == 1:
-            g = xp.expand_dims(g, axis=-1)
         ga = xp.matmul(g, xp.matrix_transpose(b)) if self.needs_input_grad[0] else None
         gb = xp.matmul(xp.matrix_transpose(a), g) if self.needs_input_grad[1] else None
         if ga is not None and self.a.ndim == 1:

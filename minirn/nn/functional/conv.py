@@ -13,10 +13,10 @@ from minirn import backend
 from minirn.autograd.tensor import Function, Tensor
 
 
-def _pair(value, name):
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or any(not isinstance(v, int) for v in pair):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+def _pair(value, name, minimum=0):
+    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(pair) != 2 or any(not isinstance(v, int) or v < minimum for v in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints >= {minimum}, got {value!r}")
     return pair
 
 
@@ -58,7 +58,7 @@ class Conv2d(Function):
     """
 
     def __init__(self, stride=1, padding=0):
-        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
+        self.stride, self.padding = _pair(stride, "stride", 1), _pair(padding, "padding")
 
     def forward(self, x, weight, bias=None):
         xp = backend.array_namespace(x, weight)
@@ -137,8 +137,8 @@ class MaxPool2d(Function):
     """
 
     def __init__(self, kernel_size, stride=None, padding=0):
-        self.kernel = _pair(kernel_size, "kernel_size")
-        self.stride = self.kernel if stride is None else _pair(stride, "stride")
+        self.kernel = _pair(kernel_size, "kernel_size", 1)
+        self.stride = self.kernel if stride is None else _pair(stride, "stride", 1)
         self.padding = _pair(padding, "padding")
 
     def forward(self, x):
@@ -166,8 +166,8 @@ class AvgPool2d(Function):
     every input of a window receives :math:`g/(k_h k_w)`."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
-        self.kernel = _pair(kernel_size, "kernel_size")
-        self.stride = self.kernel if stride is None else _pair(stride, "stride")
+        self.kernel = _pair(kernel_size, "kernel_size", 1)
+        self.stride = self.kernel if stride is None else _pair(stride, "stride", 1)
         self.padding = _pair(padding, "padding")
 
     def forward(self, x):

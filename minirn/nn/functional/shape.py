@@ -6,6 +6,8 @@ split it at the concatenation points, crop away the padding.
 """
 from __future__ import annotations
 
+import numbers
+
 from minirn import backend
 from minirn.autograd.tensor import Function, Tensor, sum_to
 from minirn.nn.functional.reduction import normalize_axes
@@ -61,7 +63,7 @@ class BroadcastTo(Function):
 
 def _is_basic(index) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
-    return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
+    return all(p is None or p is Ellipsis or isinstance(p, (numbers.Integral, slice)) for p in parts)  # NumPy ints too
 
 
 class GetItem(Function):
@@ -75,6 +77,10 @@ class GetItem(Function):
     """
 
     def __init__(self, index):
+        if _is_basic(index):
+            # the standard wants every axis indexed: ``x[1]`` is spelled ``x[1, ...]``
+            parts = index if isinstance(index, tuple) else (index,)
+            index = parts if any(p is Ellipsis for p in parts) else (*parts, Ellipsis)
         self.index = index
 
     def forward(self, x):
@@ -82,13 +88,18 @@ class GetItem(Function):
         if backend.is_array(self.index) and not _is_basic(self.index):
             # x[index] with an integer array selects along axis 0 (the standard spells it `take`)
             return backend.array_namespace(x).take(x, self.index, axis=0)
-        return x[self.index]
+        out = x[self.index]
+        if _is_basic(self.index):
+            # `None` (new axes of size 1) may not appear in a standard setitem; backward writes without them
+            self.target = tuple(p for p in self.index if p is not None)
+            self.target_shape = tuple(out.shape if self.target == self.index else x[self.target].shape)
+        return out
 
     def backward(self, g):
         xp = backend.array_namespace(g)
         if _is_basic(self.index):
             gx = xp.zeros(self.shape, dtype=g.dtype, device=g.device)
-            gx[self.index] = g
+            gx[self.target] = xp.reshape(g, self.target_shape)
             return gx
         return backend.scatter_add(self.shape, self.index, g)
 

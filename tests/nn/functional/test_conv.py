@@ -1,0 +1,173 @@
+"""conv2d, linear, max_pool2d and avg_pool2d against naive-loop NumPy references.
+
+Same table-plus-one-test pattern as ``test_ops.py`` (forward values, output
+dtype, random-projection gradient check in float64, on every device).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minirn.nn.functional as F
+from tests.conftest import make_tensor, to_numpy
+from tests.nn.functional.test_ops import Case, check_case, normal, spread
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _pad(x, padding, value):
+    ph, pw = padding
+    out = np.full((*x.shape[:2], x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), value)
+    out[:, :, ph : ph + x.shape[2], pw : pw + x.shape[3]] = x
+    return out
+
+
+def conv2d_ref(x, w, b=None, stride=1, padding=0):
+    """y[n, o, i, j] = b[o] + sum_{c, a, e} w[o, c, a, e] * xpad[n, c, i*sh + a, j*sw + e], one loop per index."""
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    xpad = _pad(x, (ph, pw), 0.0)
+    n, c, h, wd = xpad.shape
+    o, _, kh, kw = w.shape
+    ho, wo = (h - kh) // sh + 1, (wd - kw) // sw + 1
+    y = np.zeros((n, o, ho, wo))
+    for ni in range(n):
+        for oi in range(o):
+            for i in range(ho):
+                for j in range(wo):
+                    total = 0.0 if b is None else b[oi]
+                    for ci in range(c):
+                        for a in range(kh):
+                            for e in range(kw):
+                                total += w[oi, ci, a, e] * xpad[ni, ci, i * sh + a, j * sw + e]
+                    y[ni, oi, i, j] = total
+    return y
+
+
+def pool_ref(x, kernel, stride=None, padding=0, mode="max"):
+    """Each output is the max (padding -inf) or mean (zero padding counted) of its window."""
+    (kh, kw) = _pair(kernel)
+    (sh, sw), (ph, pw) = _pair(stride if stride is not None else kernel), _pair(padding)
+    xpad = _pad(x, (ph, pw), -np.inf if mode == "max" else 0.0)
+    n, c, h, w = xpad.shape
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    y = np.zeros((n, c, ho, wo))
+    for ni in range(n):
+        for ci in range(c):
+            for i in range(ho):
+                for j in range(wo):
+                    window = xpad[ni, ci, i * sh : i * sh + kh, j * sw : j * sw + kw]
+                    y[ni, ci, i, j] = window.max() if mode == "max" else window.sum() / (kh * kw)
+    return y
+
+
+def linear_ref(x, w, b=None):
+    y = np.array([[sum(x[n, k] * w[o, k] for k in range(x.shape[1])) for o in range(w.shape[0])]
+                  for n in range(x.shape[0])])
+    return y if b is None else y + b
+
+
+def _conv_case(name, x_shape, w_shape, stride=1, padding=0, bias=False):
+    shapes = [x_shape, w_shape] + ([(w_shape[0],)] if bias else [])
+    if bias:
+        def fn(x, w, b):
+            return F.conv2d(x, w, b, stride=stride, padding=padding)
+
+        def ref(x, w, b):
+            return conv2d_ref(x, w, b, stride, padding)
+    else:
+        def fn(x, w):
+            return F.conv2d(x, w, stride=stride, padding=padding)
+
+        def ref(x, w):
+            return conv2d_ref(x, w, None, stride, padding)
+    return Case(name, fn, ref, normal(*shapes), max_elements=24)
+
+
+def _pool_case(name, mode, x_shape, kernel, stride=None, padding=0):
+    op = F.max_pool2d if mode == "max" else F.avg_pool2d
+    # distinct, well-separated values: the max of each window is unique, so max pooling is differentiable
+    inputs = spread(x_shape) if mode == "max" else normal(x_shape)
+    return Case(name, lambda x: op(x, kernel, stride, padding), lambda x: pool_ref(x, kernel, stride, padding, mode),
+                inputs, max_elements=30)
+
+
+CASES = [
+    _conv_case("conv2d_k3", (2, 2, 5, 5), (3, 2, 3, 3)),
+    _conv_case("conv2d_k3_pad1_bias", (2, 2, 4, 4), (3, 2, 3, 3), padding=1, bias=True),
+    _conv_case("conv2d_k3_stride2_pad1", (1, 2, 5, 6), (2, 2, 3, 3), stride=2, padding=1, bias=True),
+    _conv_case("conv2d_nonsquare_kernel", (2, 2, 5, 4), (2, 2, 2, 3), stride=(2, 1), padding=(1, 0)),
+    _conv_case("conv2d_1x1", (2, 3, 3, 3), (4, 3, 1, 1), bias=True),
+    _conv_case("conv2d_stride_exceeds_kernel", (1, 1, 7, 7), (2, 1, 2, 2), stride=3),
+    Case("linear", F.linear, linear_ref, normal((3, 4), (2, 4))),
+    Case("linear_bias", F.linear, linear_ref, normal((3, 4), (2, 4), (2,))),
+    _pool_case("max_pool2d_nonoverlapping", "max", (2, 2, 4, 4), 2),
+    _pool_case("max_pool2d_overlapping", "max", (1, 2, 5, 5), 3, stride=1),
+    _pool_case("max_pool2d_stride2_pad1", "max", (1, 2, 5, 5), 3, stride=2, padding=1),
+    _pool_case("max_pool2d_nonsquare", "max", (1, 2, 4, 6), (2, 3), stride=(1, 2)),
+    _pool_case("avg_pool2d_nonoverlapping", "avg", (2, 2, 4, 4), 2),
+    _pool_case("avg_pool2d_overlapping_pad1", "avg", (1, 2, 5, 5), 3, stride=1, padding=1),
+    _pool_case("avg_pool2d_nonsquare_truncated", "avg", (1, 2, 5, 7), (2, 3), stride=(2, 2)),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
+def test_op(case, device):
+    check_case(case, device)
+
+
+def test_conv2d_on_noncontiguous_input(device, rng):
+    """A transposed or sliced NumPy array as data must give the same result as its contiguous copy."""
+    base = rng.standard_normal((2, 6, 7, 2))
+    x = base.transpose(0, 3, 2, 1)[:, :, ::2, 1:]  # (2, 2, 4, 5), neither C- nor F-contiguous
+    assert not x.flags.c_contiguous
+    w = rng.standard_normal((3, 2, 2, 2))
+    expected = conv2d_ref(x, w, None, 1, 1)
+    got = F.conv2d(make_tensor(x, device), make_tensor(w, device), padding=1).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(F.max_pool2d(make_tensor(x, device), 2).numpy(), pool_ref(x, 2), rtol=1e-12)
+
+
+def test_max_pool2d_tie_sends_gradient_to_one_position(device):
+    """Within a window of equal values exactly one position receives the gradient (the first, like PyTorch)."""
+    x = make_tensor(np.ones((1, 1, 2, 2)), device, requires_grad=True)
+    F.max_pool2d(x, 2).sum().backward()
+    np.testing.assert_array_equal(to_numpy(x.grad), [[[[1.0, 0.0], [0.0, 0.0]]]])
+
+
+# --- clear errors ---------------------------------------------------------------
+def test_conv2d_errors_name_the_problem(device):
+    x = make_tensor(np.ones((1, 2, 5, 5)), device)
+    with pytest.raises(ValueError, match=r"conv2d: input has 2 channels but the weight of shape \(4, 3, 3, 3\) expects 3"):
+        F.conv2d(x, make_tensor(np.ones((4, 3, 3, 3)), device))
+    with pytest.raises(ValueError, match=r"expected input \(N, C, H, W\) and weight \(O, C, kh, kw\), got shapes \(2, 5, 5\)"):
+        F.conv2d(make_tensor(np.ones((2, 5, 5)), device), make_tensor(np.ones((4, 2, 3, 3)), device))
+    with pytest.raises(ValueError, match=r"got shapes \(1, 2, 5, 5\) and \(2, 3, 3\)"):
+        F.conv2d(x, make_tensor(np.ones((2, 3, 3)), device))
+    with pytest.raises(ValueError, match=r"kernel 7 is larger than the padded input \(5 \+ 2\*0\)"):
+        F.conv2d(x, make_tensor(np.ones((1, 2, 7, 7)), device))
+    w = make_tensor(np.ones((1, 2, 3, 3)), device)
+    with pytest.raises(ValueError, match=r"stride must be an int or a pair of ints >= 1, got 1.5"):
+        F.conv2d(x, w, stride=1.5)
+    with pytest.raises(ValueError, match=r"stride must be an int or a pair of ints >= 1, got \(1, 0\)"):
+        F.conv2d(x, w, stride=(1, 0))
+    with pytest.raises(ValueError, match=r"padding must be an int or a pair of ints >= 0, got \(1, 1, 1\)"):
+        F.conv2d(x, w, padding=(1, 1, 1))
+
+
+def test_linear_mismatch_names_both_shapes(device):
+    with pytest.raises(ValueError, match=r"linear: input of shape \(2, 3\) does not match weight of shape \(4, 5\)"):
+        F.linear(make_tensor(np.ones((2, 3)), device), make_tensor(np.ones((4, 5)), device))
+    with pytest.raises(ValueError, match=r"input of shape \(2, 3, 5\)"):
+        F.linear(make_tensor(np.ones((2, 3, 5)), device), make_tensor(np.ones((4, 5)), device))
+
+
+def test_pool_errors_name_the_problem(device):
+    x = make_tensor(np.ones((1, 1, 4, 4)), device)
+    with pytest.raises(ValueError, match=r"max_pool2d: expected input \(N, C, H, W\), got shape \(4, 4\)"):
+        F.max_pool2d(make_tensor(np.ones((4, 4)), device), 2)
+    with pytest.raises(ValueError, match=r"avg_pool2d: padding \(2, 2\) must be at most half the kernel size \(3, 3\)"):
+        F.avg_pool2d(x, 3, padding=2)
+    with pytest.raises(ValueError, match="max_pool2d: kernel 5 is larger than the padded input"):
+        F.max_pool2d(x, 5)
