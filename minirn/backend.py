@@ -237,41 +237,67 @@ def scatter_add(shape, index, values):
 # ----------------------------------------------------------------------------
 # sliding windows: what a convolution or pooling window sees
 # ----------------------------------------------------------------------------
-def sliding_windows(x, kernel_size, stride):
-    """The (kh, kw) windows of ``x`` taken every ``stride`` pixels.
+# Windows are taken from *channels-last* images (N, H, W, C): each window is
+# then a (kh, kw, C) block whose C values are contiguous in memory, so the
+# im2col matrix of a convolution is one plain reshape of the windows.
 
-    x: (N, C, H, W) -> windows: (N, C, H_out, W_out, kh, kw), with
-    ``windows[n, c, i, j, a, b] = x[n, c, i*sh + a, j*sw + b]`` and
+
+def sliding_windows(x, kernel_size, stride):
+    """The (kh, kw) windows of the channels-last images ``x`` taken every ``stride`` pixels.
+
+    x: (N, H, W, C) -> windows: (N, H_out, W_out, kh, kw, C), with
+    ``windows[n, i, j, a, b, c] = x[n, i*sh + a, j*sw + b, c]`` and
     :math:`H_{out} = \\lfloor (H - k_h)/s_h \\rfloor + 1`.
 
-    NumPy returns a read-only strided *view* (no copy); the generic path
-    stacks the kh*kw strided slices (one copy).  Both give equal values.
+    NumPy returns a read-only strided *view* (no copy); other libraries use
+    :func:`sliding_windows_reference` (one copy).  Both give equal values.
     """
-    kh, kw = kernel_size
-    sh, sw = stride
-    n, c, h, w = x.shape
-    h_out, w_out = (h - kh) // sh + 1, (w - kw) // sw + 1
     if isinstance(x, np.ndarray):
+        kh, kw = kernel_size
+        sh, sw = stride
+        n, h, w, c = x.shape
+        h_out, w_out = (h - kh) // sh + 1, (w - kw) // sw + 1
         s = x.strides
         return np.lib.stride_tricks.as_strided(
-            x, (n, c, h_out, w_out, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2], s[3]), writeable=False
+            x, (n, h_out, w_out, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1], s[2], s[3]), writeable=False
         )
     return sliding_windows_reference(x, kernel_size, stride)
 
 
 def sliding_windows_reference(x, kernel_size, stride):
-    """The textbook path of :func:`sliding_windows`: one strided slice per kernel offset."""
+    """The textbook path of :func:`sliding_windows`: one strided slice per kernel offset, stacked."""
     xp = array_namespace(x)
     kh, kw = kernel_size
     sh, sw = stride
-    n, c, h, w = x.shape
+    n, h, w, c = x.shape
     h_out, w_out = (h - kh) // sh + 1, (w - kw) // sw + 1
     patches = [
-        x[:, :, a : a + sh * (h_out - 1) + 1 : sh, b : b + sw * (w_out - 1) + 1 : sw]
+        x[:, a : a + sh * (h_out - 1) + 1 : sh, b : b + sw * (w_out - 1) + 1 : sw, :]
         for a in range(kh)
         for b in range(kw)
     ]
-    return xp.reshape(xp.stack(patches, axis=-1), (n, c, h_out, w_out, kh, kw))
+    return xp.reshape(xp.stack(patches, axis=3), (n, h_out, w_out, kh, kw, c))
+
+
+def fold_windows(windows, input_shape, stride):
+    """The adjoint of :func:`sliding_windows` ("col2im"): add every window back into place.
+
+    windows: (N, H_out, W_out, kh, kw, C) -> (N, H, W, C) with
+    ``out[n, i*sh + a, j*sw + b, c] += windows[n, i, j, a, b, c]``.
+    Overlapping windows add up, which is exactly what the gradient of a
+    convolution or pooling with stride < kernel needs.  One strided slice per
+    kernel offset (kh*kw additions), standard array code on every device.
+    """
+    xp = array_namespace(windows)
+    n, h_out, w_out, kh, kw, c = windows.shape
+    sh, sw = stride
+    out = xp.zeros(tuple(input_shape), dtype=windows.dtype, device=windows.device)
+    for a in range(kh):
+        for b in range(kw):
+            rows = slice(a, a + sh * (h_out - 1) + 1, sh)
+            cols = slice(b, b + sw * (w_out - 1) + 1, sw)
+            out[:, rows, cols, :] = out[:, rows, cols, :] + windows[:, :, :, a, b, :]
+    return out
 
 
 def versions() -> dict:
@@ -292,23 +318,3 @@ def synchronize(array=None) -> None:
 
         cupy.cuda.get_current_stream().synchronize()
 
-
-def fold_windows(windows, input_shape, stride):
-    """The adjoint of :func:`sliding_windows` ("col2im"): add every window back into place.
-
-    windows: (N, C, H_out, W_out, kh, kw) -> (N, C, H, W) with
-    ``out[n, c, i*sh + a, j*sw + b] += windows[n, c, i, j, a, b]``.
-    Overlapping windows add up, which is exactly what the gradient of a
-    convolution or pooling with stride < kernel needs.  One strided slice per
-    kernel offset (kh*kw additions), standard array code on every device.
-    """
-    xp = array_namespace(windows)
-    n, c, h_out, w_out, kh, kw = windows.shape
-    sh, sw = stride
-    out = xp.zeros(tuple(input_shape), dtype=windows.dtype, device=windows.device)
-    for a in range(kh):
-        for b in range(kw):
-            rows = slice(a, a + sh * (h_out - 1) + 1, sh)
-            cols = slice(b, b + sw * (w_out - 1) + 1, sw)
-            out[:, :, rows, cols] = out[:, :, rows, cols] + windows[:, :, :, :, a, b]
-    return out

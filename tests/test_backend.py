@@ -10,26 +10,26 @@ from minirn import backend
 from tests.conftest import to_numpy
 
 WINDOW_CASES = [
-    # (input shape, kernel, stride)
-    ((2, 3, 5, 5), (3, 3), (1, 1)),
-    ((1, 2, 6, 7), (2, 3), (2, 1)),
-    ((2, 1, 7, 5), (1, 1), (3, 2)),
-    ((1, 2, 5, 5), (2, 2), (2, 2)),  # the last row and column are never covered
-    ((1, 1, 4, 9), (4, 2), (1, 3)),
+    # (channels-last input shape (N, H, W, C), kernel, stride)
+    ((2, 5, 5, 3), (3, 3), (1, 1)),
+    ((1, 6, 7, 2), (2, 3), (2, 1)),
+    ((2, 7, 5, 1), (1, 1), (3, 2)),
+    ((1, 5, 5, 2), (2, 2), (2, 2)),  # the last row and column are never covered
+    ((1, 4, 9, 1), (4, 2), (1, 3)),
 ]
 
 
 def windows_by_loops(x, kernel, stride):
-    """windows[n, c, i, j, a, b] = x[n, c, i*sh + a, j*sw + b], element by element."""
+    """windows[n, i, j, a, b, c] = x[n, i*sh + a, j*sw + b, c], element by element."""
     (kh, kw), (sh, sw) = kernel, stride
-    n, c, h, w = x.shape
+    n, h, w, c = x.shape
     ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-    out = np.zeros((n, c, ho, wo, kh, kw), dtype=x.dtype)
+    out = np.zeros((n, ho, wo, kh, kw, c), dtype=x.dtype)
     for i in range(ho):
         for j in range(wo):
             for a in range(kh):
                 for b in range(kw):
-                    out[:, :, i, j, a, b] = x[:, :, i * sh + a, j * sw + b]
+                    out[:, i, j, a, b, :] = x[:, i * sh + a, j * sw + b, :]
     return out
 
 
@@ -39,8 +39,8 @@ def test_sliding_windows_fast_path_equals_reference(rng, shape, kernel, stride):
     fast = backend.sliding_windows(x, kernel, stride)
     np.testing.assert_array_equal(fast, backend.sliding_windows_reference(x, kernel, stride))
     np.testing.assert_array_equal(fast, windows_by_loops(x, kernel, stride))
-    # a non-contiguous input (a transposed view) has other strides; the strided view must follow them
-    xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    # a non-contiguous input (a channels-last view of NCHW memory) has other strides; the view must follow them
+    xt = np.asfortranarray(x)
     assert not xt.flags.c_contiguous
     np.testing.assert_array_equal(backend.sliding_windows(xt, kernel, stride), windows_by_loops(x, kernel, stride))
 
@@ -66,8 +66,9 @@ def test_fold_windows_is_the_adjoint_of_sliding_windows(device, rng, shape, kern
 
 
 def test_fold_windows_adds_overlaps():
-    ones = np.ones((1, 1, 2, 2, 2, 2))  # four 2x2 windows with stride 1 over a 3x3 image
-    np.testing.assert_array_equal(backend.fold_windows(ones, (1, 1, 3, 3), (1, 1))[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+    ones = np.ones((1, 2, 2, 2, 2, 1))  # four 2x2 windows with stride 1 over a 3x3 image
+    folded = backend.fold_windows(ones, (1, 3, 3, 1), (1, 1))
+    np.testing.assert_array_equal(folded[0, :, :, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
 
 
 @pytest.mark.parametrize(

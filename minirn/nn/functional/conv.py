@@ -1,11 +1,17 @@
 """Convolution, linear layers and pooling as single graph nodes.
 
 A convolution is a matrix product in disguise ("im2col"): gather every
-(C, kh, kw) patch of the padded input as one row of a matrix, multiply by the
-(C*kh*kw, C_out) weight matrix, and reshape.  Its gradients are the two
+(kh, kw, C) patch of the padded input as one row of a matrix, multiply by the
+(kh*kw*C, C_out) weight matrix, and reshape.  Its gradients are the two
 matrix products of :class:`~minirn.nn.functional.arithmetic.MatMul`, followed
 for the input by "col2im" (:func:`minirn.backend.fold_windows`), which adds
 each patch's gradient back where the patch came from.
+
+Layout.  The public shapes are PyTorch's (N, C, H, W), but windows are cut
+from a channels-last *view* (N, H, W, C) (``permute_dims`` moves no data), so
+that each patch's values are contiguous.  The output is returned as an
+(N, C, H, W) view of channels-last memory; elementwise ops keep that layout,
+and the next convolution's channels-last view of it is free.
 """
 from __future__ import annotations
 
@@ -21,15 +27,25 @@ def _pair(value, name, minimum=0):
 
 
 def _pad_hw(x, padding, value=0.0):
-    """Pad the two spatial axes of (N, C, H, W) with ``value``."""
+    """Pad the two spatial axes of channels-last images (N, H, W, C) with ``value``."""
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
     xp = backend.array_namespace(x)
-    n, c, h, w = x.shape
-    out = xp.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype, device=x.device)
-    out[:, :, ph : ph + h, pw : pw + w] = x
+    n, h, w, c = x.shape
+    out = xp.full((n, h + 2 * ph, w + 2 * pw, c), value, dtype=x.dtype, device=x.device)
+    out[:, ph : ph + h, pw : pw + w, :] = x
     return out
+
+
+def _channels_last(x):
+    """(N, C, H, W) -> (N, H, W, C), a view."""
+    return backend.array_namespace(x).permute_dims(x, (0, 2, 3, 1))
+
+
+def _channels_first(x):
+    """(N, H, W, C) -> (N, C, H, W), a view."""
+    return backend.array_namespace(x).permute_dims(x, (0, 3, 1, 2))
 
 
 def _output_size(name, size, kernel, stride, padding):
@@ -48,7 +64,7 @@ class Conv2d(Function):
 
     .. math:: y_{n,o,i,j} = b_o + \\sum_{c,a,b'} W_{o,c,a,b'}\\; x^{pad}_{n,c,\\,i s + a,\\,j s + b'}
 
-    As matrices: :math:`X_{col}` (N·H'·W', C·kh·kw) holds the patches,
+    As matrices: :math:`X_{col}` (N·H'·W', kh·kw·C) holds the patches (channels last),
     :math:`Y = X_{col} W_{mat}^\\top + b`.  With G the upstream gradient as a
     (N·H'·W', O) matrix:
 
@@ -76,30 +92,32 @@ class Conv2d(Function):
         h_out = _output_size("conv2d", h, kh, self.stride[0], self.padding[0])
         w_out = _output_size("conv2d", w, kw, self.stride[1], self.padding[1])
         self.x_shape, self.weight = tuple(x.shape), weight
-        padded = _pad_hw(x, self.padding)
+        padded = _pad_hw(_channels_last(x), self.padding)  # (N, H+2p, W+2p, C)
         self.padded_shape = tuple(padded.shape)
-        windows = backend.sliding_windows(padded, (kh, kw), self.stride)  # (N, C, H', W', kh, kw)
-        self.cols = xp.reshape(xp.permute_dims(windows, (0, 2, 3, 1, 4, 5)), (n * h_out * w_out, c * kh * kw))
-        out = xp.matmul(self.cols, xp.matrix_transpose(xp.reshape(weight, (o, c * kh * kw))))  # (N*H'*W', O)
+        windows = backend.sliding_windows(padded, (kh, kw), self.stride)  # (N, H', W', kh, kw, C)
+        self.cols = xp.reshape(windows, (n * h_out * w_out, kh * kw * c))  # X_col
+        self.w_mat = xp.reshape(xp.permute_dims(weight, (0, 2, 3, 1)), (o, kh * kw * c))  # W_mat
+        out = xp.matmul(self.cols, xp.matrix_transpose(self.w_mat))  # Y = X_col W_mat^T: (N*H'*W', O)
         if bias is not None:
             out = out + bias
-        return xp.permute_dims(xp.reshape(out, (n, h_out, w_out, o)), (0, 3, 1, 2))
+        return _channels_first(xp.reshape(out, (n, h_out, w_out, o)))
 
     def backward(self, g):
         xp = backend.array_namespace(g)
         n, o, h_out, w_out = g.shape
         _, c, kh, kw = self.weight.shape
-        g_mat = xp.reshape(xp.permute_dims(g, (0, 2, 3, 1)), (n * h_out * w_out, o))
-        w_mat = xp.reshape(self.weight, (o, c * kh * kw))
+        g_mat = xp.reshape(_channels_last(g), (n * h_out * w_out, o))  # G
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            g_cols = xp.matmul(g_mat, w_mat)  # (N*H'*W', C*kh*kw)
-            g_windows = xp.permute_dims(xp.reshape(g_cols, (n, h_out, w_out, c, kh, kw)), (0, 3, 1, 2, 4, 5))
-            gx = _crop(backend.fold_windows(g_windows, self.padded_shape, self.stride), self.x_shape, self.padding)
+            g_cols = xp.matmul(g_mat, self.w_mat)  # dL/dX_col = G W_mat
+            g_windows = xp.reshape(g_cols, (n, h_out, w_out, kh, kw, c))
+            g_padded = backend.fold_windows(g_windows, self.padded_shape, self.stride)  # col2im
+            gx = _channels_first(_crop(g_padded, self.x_shape, self.padding))
         if self.needs_input_grad[1]:
-            gw = xp.reshape(xp.matmul(xp.matrix_transpose(g_mat), self.cols), tuple(self.weight.shape))
+            g_w_mat = xp.matmul(xp.matrix_transpose(g_mat), self.cols)  # dL/dW_mat = G^T X_col
+            gw = xp.permute_dims(xp.reshape(g_w_mat, (o, kh, kw, c)), (0, 3, 1, 2))
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = xp.sum(g_mat, axis=0)
+            gb = xp.sum(g_mat, axis=0)  # dL/db = column sums of G
         return gx, gw, gb
 
 
@@ -144,20 +162,22 @@ class MaxPool2d(Function):
     def forward(self, x):
         xp = backend.array_namespace(x)
         _check_pool_input("max_pool2d", x, self.kernel, self.stride, self.padding)
-        padded = _pad_hw(x, self.padding, value=-float("inf"))
+        padded = _pad_hw(_channels_last(x), self.padding, value=-float("inf"))
         self.x_shape, self.padded_shape = tuple(x.shape), tuple(padded.shape)
-        windows = backend.sliding_windows(padded, self.kernel, self.stride)
-        flat = xp.reshape(windows, (*windows.shape[:4], -1))
-        self.argmax = xp.argmax(flat, axis=-1)
-        return xp.max(flat, axis=-1)
+        windows = backend.sliding_windows(padded, self.kernel, self.stride)  # (N, H', W', kh, kw, C)
+        flat = xp.reshape(windows, (*windows.shape[:3], -1, windows.shape[-1]))  # (N, H', W', kh*kw, C)
+        self.argmax = xp.argmax(flat, axis=3)
+        return _channels_first(xp.max(flat, axis=3))
 
     def backward(self, g):
         xp = backend.array_namespace(g)
         kh, kw = self.kernel
-        k = xp.arange(kh * kw, device=g.device)
-        hit = xp.astype(self.argmax[..., None] == k, g.dtype)  # one-hot of the winner in each window
-        g_windows = xp.reshape(hit * g[..., None], (*g.shape, kh, kw))
-        return _crop(backend.fold_windows(g_windows, self.padded_shape, self.stride), self.x_shape, self.padding)
+        k = xp.arange(kh * kw, device=g.device)[:, None]
+        hit = xp.astype(self.argmax[:, :, :, None, :] == k, g.dtype)  # one-hot of the winner in each window
+        g_windows = hit * _channels_last(g)[:, :, :, None, :]  # (N, H', W', kh*kw, C)
+        g_windows = xp.reshape(g_windows, (*g_windows.shape[:3], kh, kw, g_windows.shape[-1]))
+        g_padded = backend.fold_windows(g_windows, self.padded_shape, self.stride)
+        return _channels_first(_crop(g_padded, self.x_shape, self.padding))
 
 
 class AvgPool2d(Function):
@@ -173,16 +193,18 @@ class AvgPool2d(Function):
     def forward(self, x):
         xp = backend.array_namespace(x)
         _check_pool_input("avg_pool2d", x, self.kernel, self.stride, self.padding)
-        padded = _pad_hw(x, self.padding)
+        padded = _pad_hw(_channels_last(x), self.padding)
         self.x_shape, self.padded_shape = tuple(x.shape), tuple(padded.shape)
-        windows = backend.sliding_windows(padded, self.kernel, self.stride)
-        return xp.mean(windows, axis=(-2, -1))
+        windows = backend.sliding_windows(padded, self.kernel, self.stride)  # (N, H', W', kh, kw, C)
+        return _channels_first(xp.mean(windows, axis=(3, 4)))
 
     def backward(self, g):
         xp = backend.array_namespace(g)
         kh, kw = self.kernel
-        g_windows = xp.broadcast_to((g / (kh * kw))[..., None, None], (*g.shape, kh, kw))
-        return _crop(backend.fold_windows(g_windows, self.padded_shape, self.stride), self.x_shape, self.padding)
+        share = _channels_last(g / (kh * kw))[:, :, :, None, None, :]
+        g_windows = xp.broadcast_to(share, (*share.shape[:3], kh, kw, share.shape[-1]))
+        g_padded = backend.fold_windows(g_windows, self.padded_shape, self.stride)
+        return _channels_first(_crop(g_padded, self.x_shape, self.padding))
 
 
 def _check_pool_input(name, x, kernel, stride, padding):
@@ -195,8 +217,9 @@ def _check_pool_input(name, x, kernel, stride, padding):
 
 
 def _crop(padded, shape, padding):
+    """Cut the padding off channels-last (N, H+2p, W+2p, C) back to the (N, C, H, W) ``shape``'s H and W."""
     ph, pw = padding
-    return padded[:, :, ph : ph + shape[2], pw : pw + shape[3]]
+    return padded[:, ph : ph + shape[2], pw : pw + shape[3], :]
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
