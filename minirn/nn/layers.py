@@ -77,21 +77,25 @@ class Flatten(Module):
         return F.flatten(x, self.start_dim)
 
 
-class MaxPool2d(Module):
-    """Max over (kernel_size) windows every ``stride`` (default: the kernel size) pixels."""
+class _Pool2d(Module):
+    """What the pooling layers share: kernel size, stride (default: the kernel size) and padding."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
-    def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
-
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class AvgPool2d(MaxPool2d):
+class MaxPool2d(_Pool2d):
+    """Max over (kernel_size) windows every ``stride`` (default: the kernel size) pixels."""
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2d(_Pool2d):
     """Mean over (kernel_size) windows every ``stride`` (default: the kernel size) pixels."""
 
     def forward(self, x):

@@ -49,6 +49,8 @@ class Module:
             (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
         elif name in self._buffers:
             self._buffers[name] = value  # re-assigning a buffer keeps it a buffer
+        elif name in self._parameters and value is None:
+            self._parameters[name] = None  # removing a parameter (``conv.bias = None``), like PyTorch
         elif name in self._parameters:
             raise TypeError(
                 f"cannot assign a {type(value).__name__} to parameter {name!r}: assign a Parameter, "
@@ -163,19 +165,34 @@ class Module:
         return backend.DEFAULT_DEVICE
 
     # --- state ------------------------------------------------------------------
+    def _state_entries(self):
+        """``(dotted_name, module, attribute, is_parameter)`` for every entry of the state, in PyTorch's order:
+        each module's parameters, then its buffers, then its children's entries."""
+        for prefix, module in self.named_modules():
+            dot = f"{prefix}." if prefix else ""
+            for name, param in module._parameters.items():
+                if param is not None:
+                    yield dot + name, module, name, True
+            for name, array in module._buffers.items():
+                if array is not None:
+                    yield dot + name, module, name, False
+
     def state_dict(self) -> OrderedDict[str, object]:
-        """Parameters' data and buffers by dotted name (backend arrays, not copies)."""
-        state = OrderedDict((name, param.data) for name, param in self.named_parameters())
-        state.update(self.named_buffers())
-        return state
+        """Parameters' data and buffers by dotted name (backend arrays, not copies), ordered like PyTorch's."""
+        return OrderedDict(
+            (key, module._parameters[name].data if is_parameter else module._buffers[name])
+            for key, module, name, is_parameter in self._state_entries()
+        )
 
     def load_state_dict(self, state, strict: bool = True):
         """Copy arrays from ``state`` (any device, e.g. NumPy from :func:`minirn.load`) into this module.
 
-        Shapes must match.  With ``strict`` the keys must match exactly;
-        otherwise missing and unexpected keys are returned, like PyTorch.
-        Values are converted to each parameter's or buffer's device and dtype.
+        Shapes must match; every shape is checked before anything is copied, so a
+        failed load leaves the module unchanged.  With ``strict`` the keys must
+        match exactly; otherwise missing and unexpected keys are returned, like
+        PyTorch.  Values are converted to each parameter's or buffer's device and dtype.
         """
+        entries = list(self._state_entries())
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -183,24 +200,24 @@ class Module:
             raise KeyError(
                 f"load_state_dict: missing keys {missing or 'none'}; unexpected keys {unexpected or 'none'}"
             )
-        params = dict(self.named_parameters())
-        owners = {}
-        for prefix, module in self.named_modules():
-            for name in module._buffers:
-                owners[f"{prefix}.{name}" if prefix else name] = (module, name)
-        for key, target in own.items():
+        updates = []
+        for key, module, name, is_parameter in entries:
             if key not in state:
                 continue
             value = state[key].data if isinstance(state[key], Tensor) else state[key]
+            target = own[key]
             if tuple(value.shape) != tuple(target.shape):
                 raise ValueError(
                     f"load_state_dict: {key!r} has shape {tuple(value.shape)} in the state but {tuple(target.shape)} in the model"
                 )
             converted = backend.to_device(value, backend.device_of(target), target.dtype)
-            if key in params:
-                params[key].data = converted
+            if converted is value:  # same device and dtype: copy, so the module never shares the caller's array
+                converted = backend.array_namespace(converted).asarray(converted, copy=True)
+            updates.append((module, name, is_parameter, converted))
+        for module, name, is_parameter, converted in updates:
+            if is_parameter:
+                module._parameters[name].data = converted
             else:
-                module, name = owners[key]
                 module._buffers[name] = converted
         return missing, unexpected
 

@@ -37,7 +37,7 @@ class _BatchStatNorm2d(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True):
         super().__init__()
         check_positive_int("num_features", num_features)
-        if not 0.0 <= momentum <= 1.0:
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
         if not eps >= 0.0:
             raise ValueError(f"eps must be non-negative, got {eps}")
@@ -87,7 +87,8 @@ class BatchNorm2d(_BatchStatNorm2d):
     :math:`y = \\gamma (x-\\mu_B)/\\sqrt{\\sigma_B^2+\\epsilon} + \\beta`; buffers ``running_mean`` and
     ``running_var`` track :math:`\\mu_B` and the *unbiased* variance :math:`\\sigma_B^2\\,n/(n-1)`.
     (The authors' code divides by :math:`\\sqrt{\\text{unbiased var}}+\\epsilon` instead; minirn
-    follows the standard definition.)
+    follows the standard definition.)  PyTorch's state dict also holds ``num_batches_tracked``,
+    which minirn does not keep (it always uses ``momentum``): drop that key when porting weights.
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True):
@@ -123,8 +124,8 @@ class RobustNorm2d(_BatchStatNorm2d):
     """
 
     def __init__(self, num_features, p=0.2, eps=1e-5, momentum=0.1, affine=True):
-        if not (isinstance(p, (int, float)) and p > 0):
-            raise ValueError(f"RobustNorm2d: p must be a positive number, got {p!r}")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < float("inf"):
+            raise ValueError(f"RobustNorm2d: p must be a positive number, got {p!r} (finite, not a bool)")
         super().__init__(num_features, eps, momentum, affine)
         self.p = float(p)
         xp = backend.namespace("cpu")

@@ -181,6 +181,7 @@ class RobustNorm(_BatchStatNorm):
 def _affine_inputs(x, weight, bias):
     """Fill in γ = 1 and β = 0 (constants) when the norm has no affine parameters."""
     reference = x.data if isinstance(x, Tensor) else x
+    _channel_axes(reference)  # a clear error for a wrong rank before shape[1] is read
     xp = backend.array_namespace(reference)
     channels = reference.shape[1]
     if weight is None:
