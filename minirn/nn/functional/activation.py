@@ -9,13 +9,11 @@ class ReLU(Function):
     """:math:`y = \\max(x, 0)`;  :math:`\\partial L/\\partial x = g\\,[x > 0]` (0 at x = 0, like PyTorch)."""
 
     def forward(self, x):
-        xp = backend.array_namespace(x)
         self.positive = x > 0
-        return xp.where(self.positive, x, xp.zeros_like(x))
+        return backend.array_namespace(x).maximum(x, 0.0)
 
     def backward(self, g):
-        xp = backend.array_namespace(g)
-        return xp.where(self.positive, g, xp.zeros_like(g))
+        return backend.array_namespace(g).where(self.positive, g, 0.0)
 
 
 class Sigmoid(Function):

@@ -74,11 +74,17 @@ class _BatchStatNorm(Function):
         self.weight = weight
         return backend.array_namespace(x, weight)
 
-    def _affine_grads(self, g):
+    def _sums(self, g):
+        """The two per-channel sums every gradient needs: :math:`\\sum g = \\partial L/\\partial\\beta`
+        and :math:`\\sum g\\hat x = \\partial L/\\partial\\gamma` (kept as (1, C, 1, 1))."""
         xp = backend.array_namespace(g)
+        return xp.sum(g, axis=self.axes, keepdims=True), xp.sum(g * self.x_hat, axis=self.axes, keepdims=True)
+
+    def _affine_grads(self, sum_g, sum_g_x_hat):
+        xp = backend.array_namespace(sum_g)
         wants = self.needs_input_grad
-        g_weight = xp.sum(g * self.x_hat, axis=self.axes) if wants[1] else None
-        g_bias = xp.sum(g, axis=self.axes) if wants[2] else None
+        g_weight = xp.reshape(sum_g_x_hat, (-1,)) if wants[1] else None
+        g_bias = xp.reshape(sum_g, (-1,)) if wants[2] else None
         return g_weight, g_bias
 
 
@@ -105,29 +111,32 @@ class BatchNorm(_BatchStatNorm):
                 f"batch_norm: expected more than 1 value per channel to compute batch statistics, "
                 f"got input of shape {tuple(x.shape)}"
             )
-        self.batch_mean = xp.mean(x, axis=self.axes, keepdims=True)           # mu_B
+        self.batch_mean = xp.mean(x, axis=self.axes, keepdims=True)            # mu_B
         mean = self.batch_mean if self.mean is None else _per_channel(self.mean, x)
+        centered = x - mean
         if self.var is None:
-            self.centered = x - self.batch_mean                                  # x - mu_B
+            self.centered = centered if self.mean is None else x - self.batch_mean  # x - mu_B
             self.batch_var = xp.mean(self.centered**2, axis=self.axes, keepdims=True)  # sigma_B^2
             var = self.batch_var
         else:
             self.batch_var, var = None, _per_channel(self.var, x)
-        self.inv_std = 1.0 / xp.sqrt(var + self.eps)                              # s
-        self.x_hat = (x - mean) * self.inv_std                                     # x_hat
-        return _per_channel(weight, x) * self.x_hat + _per_channel(bias, x)       # y
+        self.inv_std = 1.0 / xp.sqrt(var + self.eps)                               # s
+        self.x_hat = centered * self.inv_std                                        # x_hat
+        return _per_channel(weight, x) * self.x_hat + _per_channel(bias, x)        # y
 
     def backward(self, g):
-        xp = backend.array_namespace(g)
-        g_hat = g * _per_channel(self.weight, g)
+        sum_g, sum_g_x_hat = self._sums(g)
         g_x = None
         if self.needs_input_grad[0]:
-            g_x = self.inv_std * g_hat
+            # dL/dx = gamma s [g - (1/n) sum g - s (x - mu_B) (1/n) sum g x_hat]; the two subtracted
+            # terms flow through mu_B and sigma_B^2, so they exist only for batch statistics
+            g_x = g
             if self.mean is None:
-                g_x = g_x - self.inv_std * xp.mean(g_hat, axis=self.axes, keepdims=True)
+                g_x = g_x - sum_g / self.n
             if self.var is None:
-                g_x = g_x - (self.inv_std**2) * self.centered * xp.mean(g_hat * self.x_hat, axis=self.axes, keepdims=True)
-        return (g_x, *self._affine_grads(g))
+                g_x = g_x - self.centered * (self.inv_std * sum_g_x_hat / self.n)
+            g_x = g_x * (_per_channel(self.weight, g) * self.inv_std)
+        return (g_x, *self._affine_grads(sum_g, sum_g_x_hat))
 
 
 class RobustNorm(_BatchStatNorm):
@@ -153,29 +162,32 @@ class RobustNorm(_BatchStatNorm):
             self.batch_range, r = None, _per_channel(self.value_range, x)
         self.r = r
         self.denominator = r**self.p + self.eps                                    # d = r^p + eps
-        self.x_hat = (x - mean) / self.denominator                                 # x_hat
+        self.x_hat = (x - mean) * (1.0 / self.denominator)                         # x_hat
         return _per_channel(weight, x) * self.x_hat + _per_channel(bias, x)       # y
 
     def backward(self, g):
         xp = backend.array_namespace(g)
-        g_hat = g * _per_channel(self.weight, g)
+        sum_g, sum_g_x_hat = self._sums(g)
         g_x = None
         if self.needs_input_grad[0]:
-            g_x = g_hat / self.denominator
-            if self.mean is None:
-                g_x = g_x - xp.mean(g_hat, axis=self.axes, keepdims=True) / self.denominator
+            weight = _per_channel(self.weight, g)
+            # dL/dx = (gamma/d) [g - (1/n) sum g]  +  dL/dr * dr/dx   (batch statistics only)
+            g_x = g - sum_g / self.n if self.mean is None else g
+            g_x = g_x * (weight / self.denominator)
             if self.value_range is None:
+                # dL/dr = dL/dd * p r^(p-1), with dL/dd = -(gamma/d) sum g x_hat; p r^(p-1) := 0 at r = 0
                 positive = self.r > 0
-                safe_r = xp.where(positive, self.r, xp.ones_like(self.r))
-                d_denominator_d_r = xp.where(positive, self.p * safe_r ** (self.p - 1.0), xp.zeros_like(self.r))
-                g_r = -xp.sum(g_hat * self.x_hat, axis=self.axes, keepdims=True) / self.denominator * d_denominator_d_r
-                is_max = xp.astype(self.x == self.x_max, g.dtype)
-                is_min = xp.astype(self.x == self.x_min, g.dtype)
-                d_r_d_x = is_max / xp.sum(is_max, axis=self.axes, keepdims=True) - is_min / xp.sum(
-                    is_min, axis=self.axes, keepdims=True
-                )
+                safe_r = xp.where(positive, self.r, 1.0)
+                d_denominator_d_r = xp.where(positive, self.p * safe_r ** (self.p - 1.0), 0.0)
+                g_r = -(weight * sum_g_x_hat / self.denominator) * d_denominator_d_r
+                # dr/dx = [x = max]/k_max - [x = min]/k_min: only the extreme positions (ties share)
+                is_max = self.x == self.x_max
+                is_min = self.x == self.x_min
+                k_max = xp.sum(xp.astype(is_max, g.dtype), axis=self.axes, keepdims=True)
+                k_min = xp.sum(xp.astype(is_min, g.dtype), axis=self.axes, keepdims=True)
+                d_r_d_x = xp.where(is_max, 1.0 / k_max, 0.0) - xp.where(is_min, 1.0 / k_min, 0.0)
                 g_x = g_x + g_r * d_r_d_x
-        return (g_x, *self._affine_grads(g))
+        return (g_x, *self._affine_grads(sum_g, sum_g_x_hat))
 
 
 def _affine_inputs(x, weight, bias):
