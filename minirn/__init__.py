@@ -3,7 +3,7 @@
 A teaching reference implementation of Awais, Shamshad & Bae (2020),
 "Towards an Adversarially Robust Normalization Approach".
 """
-from minirn import backend, data, models, nn, optim
+from minirn import attacks, backend, data, models, nn, optim
 from minirn.autograd import (
     Function,
     Tensor,
@@ -22,6 +22,6 @@ from minirn.serialization import CheckpointError, load, save
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointError", "Function", "GradcheckError", "Tensor", "backend", "data", "enable_grad", "freeze_running_stats",
+    "CheckpointError", "Function", "GradcheckError", "Tensor", "attacks", "backend", "data", "enable_grad", "freeze_running_stats",
     "gradcheck", "is_grad_enabled", "manual_seed", "load", "models", "nn", "no_grad", "ones", "optim", "save", "tensor", "zeros",
 ]

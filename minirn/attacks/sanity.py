@@ -1,0 +1,184 @@
+"""``sanity_checks``: is the robustness we measure real, or are the gradients masked?
+
+The checks follow Athalye, Carlini & Wagner (2018), "Obfuscated Gradients Give a False Sense of
+Security", and Carlini et al. (2019), "On Evaluating Adversarial Robustness".  A model that
+resists PGD but fails one of these checks is more likely to hide its gradients than to be robust:
+
+========================================  ===================================================
+check                                     passes when
+========================================  ===================================================
+``accuracy_decreases_with_eps``           PGD accuracy is non-increasing along ε (± tolerance)
+``large_eps_reaches_zero``                PGD with a budget covering the box gives 0% accuracy
+``pgd_at_least_as_strong_as_fgsm``        at most ``tolerance``·N examples fooled by FGSM survive PGD
+``more_steps_and_restarts_change_little`` 2× the steps and one more restart lower accuracy by ≤ tolerance
+``loss_increases``                        the PGD loss rises on most steps, and overall
+``stronger_than_random_noise``            PGD beats ``noise_draws`` random perturbations of norm ε
+``stronger_than_transfer``                white-box PGD beats PGD transferred from ``transfer_model``
+``zero_input_gradients``                  at most ``tolerance``·N examples have an all-zero input gradient
+``deterministic_forward``                 two forward passes give bit-identical logits
+========================================  ===================================================
+"""
+from __future__ import annotations
+
+import math
+
+from tqdm.auto import tqdm
+
+from minirn import backend
+from minirn.attacks import common
+from minirn.attacks.fgsm import fgsm
+from minirn.attacks.pgd import pgd
+from minirn.autograd.grad_mode import freeze_running_stats, no_grad
+from minirn.autograd.tensor import Tensor
+
+
+def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restarts=1, batch_size=None,
+                  seed=0, transfer_model=None, noise_draws=20, tolerance=0.02, clip=(0.0, 1.0), progress=False):
+    """Run the gradient-masking checks at budget ``eps`` and report each with its numbers.
+
+    x: (N, C, H, W) in ``clip``; y: (N,) labels.  PGD uses ``steps`` steps of ``alpha`` (ε/10 by
+    default) with a random start and ``restarts`` runs.  Batches of ``batch_size`` (all of x by
+    default) are attacked and classified together, as in :func:`~minirn.attacks.evaluate`.
+    ``transfer_model``: a second, independently trained model; without it that check is skipped
+    (``passed: None`` with a note).  Returns ``{"passed": bool, "checks": {name: {"passed": ...,
+    numbers...}}, "config": {...}}`` of plain Python types; ``passed`` is True when no check failed.
+    """
+    x, labels, _, (low, high) = common.prepare("sanity_checks", x, y, clip, eps, alpha, steps, norm)
+    seed = common.check_int("sanity_checks: seed", seed, minimum=0)
+    n = x.shape[0]
+    batch_size = n if batch_size is None else common.check_int("sanity_checks: batch_size", batch_size)
+    alpha = eps / 10.0 if alpha is None else alpha
+    batches = [(x[s : s + batch_size, ...], labels[s : s + batch_size]) for s in range(0, n, batch_size)]
+    bar = tqdm(total=9, disable=not progress, desc="sanity checks")
+
+    def robust(attack, target=model):
+        """Per example: still correctly classified by ``target`` after ``attack(batch_x, batch_y, b)``?"""
+        out = []
+        for b, (xb, yb) in enumerate(batches):
+            out += _to_list(common.predict(target, attack(xb, yb, b)) == yb)
+        return out
+
+    def pgd_attack(budget, step, steps_=steps, restarts_=restarts, source=model):
+        return lambda xb, yb, b: pgd(source, xb, yb, budget, step, steps_, norm=norm, restarts=restarts_,
+                                     clip=(low, high), seed=seed + b)
+
+    checks = {}
+    clean = _mean(robust(lambda xb, yb, b: xb))
+    base = robust(pgd_attack(eps, alpha))
+    base_acc = _mean(base)
+
+    grid = [0.0, eps / 4, eps / 2, eps, 2 * eps]
+    accs = [clean, *(_mean(robust(pgd_attack(e, alpha * e / eps if eps else 0.0))) for e in grid[1:3]), base_acc,
+            _mean(robust(pgd_attack(grid[4], 2 * alpha)))]
+    checks["accuracy_decreases_with_eps"] = {
+        "passed": all(b <= a + tolerance for a, b in zip(accs, accs[1:])), "eps": grid, "pgd_accuracy": accs}
+    bar.update(1)
+
+    large = (high - low) * (1.0 if norm == "linf" else math.sqrt(_dimension(x)))
+    large_acc = _mean(robust(pgd_attack(large, large / 10.0)))
+    checks["large_eps_reaches_zero"] = {"passed": large_acc == 0.0, "eps": large, "pgd_accuracy": large_acc}
+    bar.update(1)
+
+    fgsm_correct = robust(lambda xb, yb, b: fgsm(model, xb, yb, eps, norm=norm, clip=(low, high)))
+    missed = sum(1 for f, p in zip(fgsm_correct, base) if not f and p)
+    checks["pgd_at_least_as_strong_as_fgsm"] = {
+        "passed": missed <= tolerance * n and base_acc <= _mean(fgsm_correct),
+        "fgsm_accuracy": _mean(fgsm_correct), "pgd_accuracy": base_acc, "fooled_by_fgsm_not_pgd": missed}
+    bar.update(1)
+
+    strong_acc = _mean(robust(pgd_attack(eps, alpha, 2 * steps, restarts + 1)))
+    checks["more_steps_and_restarts_change_little"] = {
+        "passed": base_acc - strong_acc <= tolerance, "pgd_accuracy": base_acc,
+        "stronger_pgd_accuracy": strong_acc, "stronger_steps": 2 * steps, "stronger_restarts": restarts + 1}
+    bar.update(1)
+
+    history = []
+    xb, yb = batches[0]
+    pgd(model, xb, yb, eps, alpha, steps, norm=norm, clip=(low, high), seed=seed, loss_history=history)
+    rises = sum(1 for a, b in zip(history, history[1:]) if b > a)
+    share = rises / max(len(history) - 1, 1)
+    checks["loss_increases"] = {
+        "passed": share >= 0.5 and history[-1] > history[0], "share_of_steps_increasing": share,
+        "first_loss": history[0], "last_loss": history[-1], "loss_per_step": history}
+    bar.update(1)
+
+    noise_acc = _mean(robust(_noise_attack(eps, norm, noise_draws, seed, low, high, model)))
+    checks["stronger_than_random_noise"] = {
+        "passed": base_acc <= noise_acc, "pgd_accuracy": base_acc, "noise_accuracy": noise_acc, "draws": noise_draws}
+    bar.update(1)
+
+    if transfer_model is None:
+        checks["stronger_than_transfer"] = {"passed": None, "note": "skipped: no transfer_model given"}
+    else:
+        transfer_acc = _mean(robust(pgd_attack(eps, alpha, source=transfer_model)))
+        checks["stronger_than_transfer"] = {
+            "passed": base_acc <= transfer_acc, "pgd_accuracy": base_acc, "transfer_accuracy": transfer_acc}
+    bar.update(1)
+
+    checks["zero_input_gradients"] = _zero_gradients(model, batches, n, tolerance)
+    bar.update(1)
+
+    with no_grad(), freeze_running_stats():
+        first, second = model(Tensor(xb)).data, model(Tensor(xb)).data
+    xp = backend.array_namespace(first)
+    difference = float(xp.max(xp.abs(first - second)))
+    checks["deterministic_forward"] = {"passed": difference == 0.0, "max_abs_difference": difference}
+    bar.update(1)
+    bar.close()
+
+    return {
+        "passed": all(c["passed"] is not False for c in checks.values()),
+        "checks": checks,
+        "config": {"eps": eps, "norm": norm, "steps": steps, "alpha": alpha, "restarts": restarts,
+                   "batch_size": batch_size, "seed": seed, "n_examples": n, "tolerance": tolerance,
+                   "clean_accuracy": clean},
+    }
+
+
+def _noise_attack(eps, norm, draws, seed, low, high, model):
+    """Worst of ``draws`` random perturbations of norm ε per example: ε·sign(u) (L∞) or ε·g/‖g‖ (L2)."""
+
+    def attack(xb, yb, b):
+        generator = backend.rng(seed + 7919 * (b + 1))
+        xp = backend.array_namespace(xb)
+        worst = xb
+        fooled = xp.zeros((xb.shape[0],), dtype=xp.bool, device=xb.device)
+        for _ in range(draws):
+            g = backend.normal(generator, tuple(xb.shape), dtype=backend.dtype_name(xb.dtype),
+                               device=backend.device_of(xb))
+            x_noisy = common.clip_box(xb + eps * common.steepest_ascent(g, norm), low, high)
+            hit = (common.predict(model, x_noisy) != yb) & ~fooled
+            worst = xp.where(common.per_example(hit, xb.ndim), x_noisy, worst)
+            fooled = fooled | hit
+        return worst
+
+    return attack
+
+
+def _zero_gradients(model, batches, n, tolerance):
+    zero_entries = entries = zero_examples = 0
+    with common.model_untouched(model):
+        for xb, yb in batches:
+            grad, _, _ = common.input_gradient(model, xb, yb, targeted=False)
+            xp = backend.array_namespace(grad)
+            zero = xp.reshape(grad == 0.0, (grad.shape[0], -1))
+            zero_entries += int(xp.sum(xp.astype(zero, xp.int64)))
+            entries += zero.shape[0] * zero.shape[1]
+            zero_examples += int(xp.sum(xp.astype(xp.all(zero, axis=1), xp.int64)))
+    return {"passed": zero_examples <= tolerance * n, "share_zero_entries": zero_entries / entries,
+            "share_examples_all_zero": zero_examples / n}
+
+
+def _dimension(x):
+    d = 1
+    for size in x.shape[1:]:
+        d *= size
+    return d
+
+
+def _to_list(array):
+    return backend.to_host(array).tolist()
+
+
+def _mean(values):
+    return math.fsum(float(v) for v in values) / len(values)

@@ -1,0 +1,1 @@
+"""The paper's experiments: the reproduction pipeline, its table, figures and norm-statistics probes."""

@@ -1,0 +1,268 @@
+"""``python -m minirn reproduce``: the paper's three findings, end to end.
+
+For each norm and seed: train a model; evaluate it clean and under each
+attack and ε; for BatchNorm and RobustNorm also with the statistics of the
+inference batch and with the tracked-mean-only variant (the hypothesis
+test); run the gradient-masking sanity checks; and record how adversarial
+inputs shift the BatchNorm input statistics (the observation).  Writes
+``results.json``, ``results.md`` and PNG figures to ``out``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+import minirn
+from minirn import backend, models, optim
+from minirn.attacks import evaluate, pgd, sanity_checks
+from minirn.data import load_dataset
+from minirn.experiments import figures, report
+from minirn.experiments.norm_stats import statistics_shift
+from minirn.nn import norm_layers, set_norm_eval_stats
+from minirn.train import fit, predict
+
+EVAL_VARIANTS = (("running", "running"), ("batch", "batch"), ("running", "batch"))
+ATTACKS = ("fgsm", "pgd", "bim", "mim", "cw")
+
+
+@dataclasses.dataclass
+class ReproduceConfig:
+    """Everything that defines a reproduction run (all of it is written to results.json)."""
+
+    dataset: str = "mnist-5k"
+    model: str = "small-cnn"
+    norms: tuple = ("none", "bn", "rn")
+    p: float = 0.2
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seeds: int = 3
+    attacks: tuple = ("fgsm", "pgd")
+    eps: tuple = (0.05, 0.1, 0.15)
+    pgd_steps: int = 10
+    eval_examples: int = 500
+    eval_batch_size: int = 250
+    sanity_examples: int = 200
+    device: str = "cpu"
+    out: str = "results"
+    quick: bool = False
+    resume: bool = False
+    download: bool = False
+    data_root: str | None = None
+    progress: bool = dataclasses.field(default_factory=lambda: sys.stderr.isatty())
+
+    def validate(self):
+        """Raise ValueError with one clear line for any bad setting."""
+        if self.model != "small-cnn" and not (self.model.startswith("resnet") and self.model[6:].isdigit()):
+            raise ValueError(f"unknown model {self.model!r}; expected small-cnn, resnet20 or resnetN (N = 6n+2)")
+        for norm in self.norms:
+            if norm not in models.NORMS:
+                raise ValueError(f"unknown norm {norm!r}; expected a comma-separated subset of {', '.join(models.NORMS)}")
+        for attack in self.attacks:
+            if attack not in ATTACKS:
+                raise ValueError(f"unknown attack {attack!r}; expected a subset of {', '.join(ATTACKS)}")
+        for name in ("epochs", "batch_size", "seeds", "pgd_steps", "eval_examples", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not self.eps or any(not e > 0 for e in self.eps):
+            raise ValueError(f"--eps must be positive numbers, got {list(self.eps)}")
+        if not self.lr > 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+        if not self.p > 0:
+            raise ValueError(f"--p must be positive, got {self.p}")
+        backend.check_device(self.device)
+        if self.model.startswith("resnet"):
+            depth = int(self.model[6:])
+            if depth < 8 or (depth - 2) % 6:
+                raise ValueError(f"--model {self.model}: ResNet depth must be 6n+2 (8, 14, 20, 32, ...)")
+        return self
+
+
+def quick_config(**overrides) -> ReproduceConfig:
+    """A tiny run for smoke tests (``--quick``): sklearn's 8x8 digits, 2 epochs, 2 seeds, few examples."""
+    base = dict(dataset="digits", epochs=2, seeds=2, eps=(0.1, 0.3), pgd_steps=3, eval_examples=96,
+                eval_batch_size=48, sanity_examples=48, quick=True)
+    base.update(overrides)
+    return ReproduceConfig(**base)
+
+
+def build_model(config: ReproduceConfig, norm: str, in_channels: int, num_classes: int):
+    if config.model == "small-cnn":
+        model = models.small_cnn(norm=norm, p=config.p, in_channels=in_channels, num_classes=num_classes)
+    else:
+        model = models.resnet(int(config.model[6:]), norm=norm, p=config.p, in_channels=in_channels, num_classes=num_classes)
+    return model.to(config.device)
+
+
+def eval_variants(norm: str):
+    """The eval-statistics settings worth comparing for a norm (only batch norms have running statistics)."""
+    return EVAL_VARIANTS if norm in ("bn", "rn") else (None,)
+
+
+def attack_settings(config: ReproduceConfig) -> dict:
+    """``{attack: overrides}`` for :func:`minirn.attacks.evaluate`: iterative attacks take
+    ``pgd_steps`` steps of α = 2.5 ε / steps (Madry et al.'s rule), PGD with a random start."""
+    steps = config.pgd_steps
+    iterative = {"steps": steps, "alpha_factor": 2.5 / steps}
+    settings = {"pgd": {**iterative, "random_start": True}, "bim": iterative, "mim": iterative}
+    return {name: settings.get(name) for name in config.attacks}
+
+
+def _seconds(start):
+    return round(time.perf_counter() - start, 3)
+
+
+def run(config: ReproduceConfig, log=print) -> dict:
+    """Run the whole reproduction; return the results dictionary (also written to ``config.out``)."""
+    config.validate()
+    started = time.perf_counter()
+    os.makedirs(config.out, exist_ok=True)
+    data = load_dataset(config.dataset, root=config.data_root, download=config.download)
+    in_channels, num_classes = data.x_train.shape[1], data.num_classes
+    x_eval, y_eval = data.x_test[: config.eval_examples], data.y_test[: config.eval_examples]
+    log(f"minirn reproduce: {config.dataset} ({len(data.x_train)} train / {len(data.x_test)} test), "
+        f"{config.model}, norms {','.join(config.norms)}, {config.seeds} seed(s), device {config.device}")
+    runs, trained = [], {}
+    for norm in config.norms:
+        for seed in range(config.seeds):
+            run_record, model = _train_and_evaluate(config, data, norm, seed, in_channels, num_classes, x_eval, y_eval, log)
+            runs.append(run_record)
+            trained[(norm, seed)] = model
+    summary = report.summarize(runs, config.attacks, config.eps, config.model)
+    results = {
+        "config": dataclasses.asdict(config),
+        "versions": _versions(),
+        "eval_batch_size": config.eval_batch_size,
+        "eval_examples": len(x_eval),
+        "runs": runs,
+        "summary": summary,
+    }
+    results["sanity_checks"] = _sanity(config, trained, x_eval, y_eval, log)
+    results["figures"] = _figures(config, results, trained, x_eval, y_eval)
+    results["seconds"] = _seconds(started)
+    table = report.markdown_table(summary, config.attacks, config.eps, config.eval_batch_size)
+    with open(os.path.join(config.out, "results.md"), "w") as f:
+        f.write(f"# minirn reproduce: {config.dataset}, {config.model}\n\n{table}\n")
+    with open(os.path.join(config.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=_json_default)
+    log("\n" + table)
+    log(f"\nwrote {config.out}/results.json, results.md and {len(results['figures'])} figures "
+        f"in {results['seconds']:.0f} s")
+    return results
+
+
+def _train_and_evaluate(config, data, norm, seed, in_channels, num_classes, x_eval, y_eval, log):
+    minirn.manual_seed(seed)
+    model = build_model(config, norm, in_channels, num_classes)
+    optimizer = optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    scheduler = optim.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    checkpoint = os.path.join(config.out, "checkpoints", f"{norm}-seed{seed}.npz")
+    os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
+    start = time.perf_counter()
+    history = fit(
+        model, (data.x_train, data.y_train), config.epochs, optimizer, scheduler, seed=seed,
+        test_data=(data.x_test, data.y_test), batch_size=config.batch_size,
+        augment="cifar" if config.dataset == "cifar10" else None,
+        checkpoint=checkpoint, resume=config.resume, progress=config.progress, description=f"{norm} seed {seed}",
+    )
+    train_seconds = _seconds(start)
+    model.eval()
+    record = {"norm": norm, "seed": seed, "history": history, "train_seconds": train_seconds, "variants": []}
+    start = time.perf_counter()
+    for eval_stats in eval_variants(norm):
+        if eval_stats is not None:
+            set_norm_eval_stats(model, *eval_stats)
+        result = evaluate(model, x_eval, y_eval, attack_settings(config), list(config.eps),
+                          batch_size=config.eval_batch_size, seed=seed, progress=False)
+        record["variants"].append(
+            {"eval_stats": list(eval_stats) if eval_stats else None, "accuracy": _flatten_accuracy(result, config),
+             "evaluation": result}
+        )
+    set_norm_eval_stats(model, "running", "running")
+    if norm_layers(model):
+        x_adv = pgd(model, x_eval[: config.eval_batch_size], y_eval[: config.eval_batch_size], max(config.eps),
+                    2.5 * max(config.eps) / config.pgd_steps, config.pgd_steps, seed=seed)
+        record["statistics_shift"] = statistics_shift(model, x_eval[: config.eval_batch_size], x_adv)
+    record["eval_seconds"] = _seconds(start)
+    best = record["variants"][0]["accuracy"]
+    log(f"  {norm:>4} seed {seed}: clean {100 * best['clean']:.1f}%, "
+        + ", ".join(f"{k} {100 * v:.1f}%" for k, v in best.items() if k != "clean")
+        + f"  (train {train_seconds:.0f} s, eval {record['eval_seconds']:.0f} s)")
+    return record, model
+
+
+def _flatten_accuracy(result, config) -> dict:
+    """{"clean": a, "fgsm@0.1": a, ..., "worst@0.1": a} from an evaluation result."""
+    flat = {"clean": result["clean_accuracy"]}
+    for attack in config.attacks:
+        for k, eps in enumerate(config.eps):
+            flat[f"{attack}@{eps:g}"] = result["accuracy"][attack][k]
+    if len(config.attacks) > 1:
+        for k, eps in enumerate(config.eps):
+            flat[f"worst@{eps:g}"] = result["worst_case_accuracy"][k]
+    return flat
+
+
+def _sanity(config, trained, x_eval, y_eval, log) -> dict:
+    """Gradient-masking checks on each norm's first model (transfer from its second seed, if any)."""
+    out = {}
+    x, y = x_eval[: config.sanity_examples], y_eval[: config.sanity_examples]
+    for norm in config.norms:
+        model = trained[(norm, 0)]
+        transfer = trained.get((norm, 1))
+        eps = max(config.eps)
+        checks = sanity_checks(model, x, y, eps, steps=config.pgd_steps, alpha=2.5 * eps / config.pgd_steps,
+                               transfer_model=transfer, batch_size=config.eval_batch_size, seed=0, progress=False)
+        out[norm] = checks
+        failed = [name for name, check in checks["checks"].items() if check.get("passed") is False]
+        log(f"  sanity checks ({norm}, running statistics): " + ("all passed" if not failed else f"FAILED: {', '.join(failed)}"))
+    return out
+
+
+def _figures(config, results, trained, x_eval, y_eval) -> list:
+    paths = []
+
+    def path(name):
+        paths.append(os.path.join(config.out, name))
+        return paths[-1]
+
+    figures.accuracy_vs_eps(results["summary"], config.attacks, config.eps, path=path("accuracy_vs_eps.png"))
+    figures.training_curves(results["runs"], path=path("training_curves.png"))
+    shift_runs = [r for r in results["runs"] if r.get("statistics_shift") and r["norm"] == "bn"]
+    if shift_runs:
+        figures.statistics_shift(shift_runs[0]["statistics_shift"],
+                                 title=f"BatchNorm input statistics, clean vs PGD ε={max(config.eps):g} (seed 0)",
+                                 path=path("statistics_shift.png"))
+    norm = "bn" if "bn" in config.norms else config.norms[0]
+    model = trained[(norm, 0)]
+    set_norm_eval_stats(model, "running", "running")
+    k = 8
+    x, y = x_eval[:k], y_eval[:k]
+    eps = max(config.eps)
+    x_adv = pgd(model, x, y, eps, 2.5 * eps / config.pgd_steps, config.pgd_steps, seed=0)
+    figures.example_grid(x, backend.to_host(x_adv), y, predict(model, x), predict(model, x_adv),
+                         title=f"{norm}, PGD ε={eps:g}: clean (top) vs adversarial (bottom); red = wrong",
+                         path=path("examples.png"))
+    return paths
+
+
+def _versions() -> dict:
+    return {"minirn": minirn.__version__, "python": sys.version.split()[0], "platform": platform.platform(),
+            **backend.versions()}
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,168 @@
+"""``evaluate``: accuracies, the per-example worst case, recorded settings, JSON, progress bar."""
+import json
+
+import numpy as np
+import pytest
+
+from minirn import attacks, backend, nn
+from tests.attacks import images, labels, predictions, tiny_cnn, trained_digits
+from tests.conftest import to_numpy
+
+
+class Threshold(nn.Module):
+    """Class 0 when the mean pixel exceeds 0.5, else class 1 (logits ±(mean - 0.5))."""
+
+    def forward(self, x):
+        s = x.mean(axis=(1, 2, 3)) - 0.5
+        return nn.functional.stack([s, -s], axis=1)
+
+
+def threshold_data(n=8):
+    x = np.where(np.arange(n) % 2 == 0, 0.6, 0.4).astype("float32")[:, None, None, None] * np.ones((1, 1, 2, 2),
+                                                                                                   dtype="float32")
+    return x, (np.arange(n) % 2).astype("int64")
+
+
+def flipper(indices):
+    """A fake attack that fools exactly the examples at ``indices`` (maps 0.6 <-> 0.4)."""
+
+    def attack(model, x, y, eps):
+        out = np.array(x, copy=True)
+        out[list(indices)] = 1.0 - out[list(indices)]
+        return out
+
+    return attack
+
+
+def test_worst_case_is_the_mean_of_the_per_example_minimum():
+    x, y = threshold_data()
+    result = attacks.evaluate(Threshold(), x, y, {"a": flipper([0, 1]), "b": flipper([2, 3])}, [0.1], batch_size=8,
+                              progress=False, keep_per_example=True)
+    assert result["clean_accuracy"] == 1.0
+    assert result["accuracy"] == {"a": [0.75], "b": [0.75]}
+    assert result["worst_case_accuracy"] == [0.5]   # not min(0.75, 0.75)
+    assert result["per_example"]["a"][0] == [False, False] + [True] * 6
+    np.testing.assert_allclose(result["perturbation"]["a"][0]["linf_max"], 0.2, rtol=1e-6)
+    np.testing.assert_allclose(result["perturbation"]["a"][0]["linf_mean"], 0.05, rtol=1e-6)
+    np.testing.assert_allclose(result["perturbation"]["a"][0]["l2_max"], 0.4, rtol=1e-6)
+
+
+def test_callables_may_be_given_in_a_list_and_are_named_after_the_function():
+    x, y = threshold_data()
+
+    def fool_first(model, x, y, eps):
+        return flipper([0])(model, x, y, eps)
+
+    result = attacks.evaluate(Threshold(), x, y, [fool_first], [0.0, 0.1], batch_size=4, progress=False)
+    assert result["accuracy"] == {"fool_first": [0.75, 0.75]}   # called once per batch of 4: fools 2 of 8
+    assert result["config"]["attacks"]["fool_first"]["callable"].endswith("fool_first")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model, x, y = trained_digits()
+    return model, x[:60], y[:60]
+
+
+def test_named_attacks_follow_the_paper_protocol_and_overrides(digits):
+    model, x, y = digits
+    result = attacks.evaluate(model, x, y, {"fgsm": None, "pgd": {"steps": 5}, "bim": {"alpha": 0.01}},
+                              [0.0, 0.1], batch_size=25, seed=3, progress=False)
+    config = result["config"]
+    assert config["attacks"]["pgd"]["steps"] == 5 and config["attacks"]["pgd"]["random_start"] is True
+    assert config["attacks"]["pgd"]["alpha"] == [0.0, pytest.approx(0.01)]      # ε/10
+    assert config["attacks"]["bim"]["steps"] == 20 and config["attacks"]["bim"]["alpha"] == 0.01
+    assert config["batch_size"] == 25 and config["seed"] == 3 and config["n_examples"] == 60
+    assert config["norm_eval_stats"] == ["running", "running"] and config["batch_statistics"] is False
+    clean = result["clean_accuracy"]
+    assert clean == pytest.approx((predictions(model, x) == y).mean())
+    for name in ("fgsm", "pgd", "bim"):
+        assert result["accuracy"][name][0] == clean           # ε = 0 is clean accuracy
+        assert result["accuracy"][name][1] < clean
+        assert result["perturbation"][name][1]["linf_max"] <= 0.1 + 1e-6
+    assert result["worst_case_accuracy"][1] <= min(result["accuracy"][n][1] for n in result["accuracy"])
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_evaluate_accuracy_matches_running_the_attack_by_hand(digits):
+    model, x, y = digits
+    result = attacks.evaluate(model, x, y, {"pgd": {"steps": 4}}, [0.1], batch_size=20, seed=5, progress=False)
+    by_hand = np.concatenate([
+        predictions(model, attacks.pgd(model, x[s : s + 20], y[s : s + 20], 0.1, 0.01, 4, seed=5 + b)) == y[s : s + 20]
+        for b, s in enumerate(range(0, 60, 20))
+    ])
+    assert result["accuracy"]["pgd"] == [pytest.approx(by_hand.mean())]
+
+
+def test_evaluate_is_reproducible_with_a_seed(digits):
+    model, x, y = digits
+    run = lambda: attacks.evaluate(model, x, y, {"pgd": {"steps": 3}}, [0.1], 30, seed=1, progress=False)  # noqa: E731
+    assert run() == run()
+
+
+def test_cw_and_l2_budgets(digits):
+    model, x, y = digits
+    result = attacks.evaluate(model, x[:20], y[:20], {"cw": {"steps": 20, "binary_search_steps": 2}, "pgd": {"steps": 5}},
+                              [0.5], batch_size=20, norm="l2", progress=False)
+    for name in ("cw", "pgd"):
+        assert result["perturbation"][name][0]["l2_max"] <= 0.5 * (1 + 1e-6)
+    assert result["config"]["norm"] == "l2"
+
+
+def test_batch_statistics_are_recorded():
+    model = nn.set_norm_eval_stats(tiny_cnn("rn").eval(), "batch", "batch")
+    x, y = images(6), labels(6)
+    result = attacks.evaluate(model, x, y, "fgsm", [0.1], batch_size=3, progress=False)
+    config = result["config"]
+    assert config["norm_eval_stats"] == ["batch", "batch"] and config["batch_statistics"] is True
+    assert "batch size" in config["note"]
+    assert attacks.evaluate(tiny_cnn("bn").train(), x, y, "fgsm", [0.1], 3, progress=False)["config"]["training"]
+
+
+def test_evaluate_and_sanity_checks_leave_the_model_untouched():
+    model = tiny_cnn("bn").train()
+    x, y = images(6), labels(6)
+    state = {k: to_numpy(v).copy() for k, v in model.state_dict().items()}
+    attacks.evaluate(model, x, y, {"pgd": {"steps": 2}, "cw": {"steps": 2, "binary_search_steps": 1}}, [0.1], 3,
+                     progress=False)
+    attacks.sanity_checks(model, x, y, 0.1, steps=2, noise_draws=2)
+    assert all(m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(to_numpy(v), state[k], err_msg=k)
+
+
+def test_evaluate_on_the_strict_device():
+    model = tiny_cnn("bn", device="strict").eval()
+    x, y = images(4, device="strict"), labels(4, device="strict")
+    result = attacks.evaluate(model, x, y, ["fgsm", "mim"], [0.0, 0.2], batch_size=2, progress=False)
+    clean = (predictions(model, x) == to_numpy(y)).mean()
+    assert result["clean_accuracy"] == clean and result["accuracy"]["mim"][0] == clean
+    assert backend.device_of(x) == "strict"
+
+
+def test_progress_bar_can_be_turned_off(capsys):
+    x, y = threshold_data()
+    attacks.evaluate(Threshold(), x, y, [flipper([0])], [0.1], batch_size=4, progress=False)
+    assert capsys.readouterr().err == ""
+    attacks.evaluate(Threshold(), x, y, [flipper([0])], [0.1], batch_size=4, progress=True)
+    assert "evaluate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"attacks": ["deepfool"]}, "unknown attack"),
+    ({"attacks": {"pgd": 40}}, "must be a dict"),
+    ({"attacks": {"fgsm": {"steps": 3}}}, "unknown settings"),
+    ({"attacks": [lambda m, x, y, e: x, lambda m, x, y, e: x]}, "appears twice"),
+    ({"attacks": []}, "no attacks"),
+    ({"eps_list": [-0.1]}, "eps"),
+    ({"eps_list": []}, "empty"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"norm": "l1"}, "norm"),
+])
+def test_evaluate_rejects_bad_arguments(kwargs, match):
+    x, y = threshold_data()
+    args = {"attacks": ["fgsm"], "eps_list": [0.1], "batch_size": 4, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        attacks.evaluate(Threshold(), x, y, args.pop("attacks"), args.pop("eps_list"), args.pop("batch_size"),
+                         progress=False, **args)
