@@ -292,11 +292,16 @@ def fold_windows(windows, input_shape, stride):
     n, h_out, w_out, kh, kw, c = windows.shape
     sh, sw = stride
     out = xp.zeros(tuple(input_shape), dtype=windows.dtype, device=windows.device)
+    in_place = isinstance(out, np.ndarray)  # NumPy adds into the slice without a temporary
     for a in range(kh):
         for b in range(kw):
             rows = slice(a, a + sh * (h_out - 1) + 1, sh)
             cols = slice(b, b + sw * (w_out - 1) + 1, sw)
-            out[:, rows, cols, :] = out[:, rows, cols, :] + windows[:, :, :, a, b, :]
+            if in_place:
+                target = out[:, rows, cols, :]
+                np.add(target, windows[:, :, :, a, b, :], out=target)
+            else:
+                out[:, rows, cols, :] = out[:, rows, cols, :] + windows[:, :, :, a, b, :]
     return out
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 import minirn
 from minirn import backend, models, optim
-from minirn.attacks.common import input_gradient
+from minirn.attacks.common import input_gradient, model_untouched
 from minirn.nn import functional as F
 
 WORKLOADS = {
@@ -67,7 +67,8 @@ def minirn_steps(arch, norm, shape, batch, device):
 
     def attack_step():
         model.eval()
-        grad = input_gradient(model, x, y, targeted=False)
+        with model_untouched(model):  # no parameter gradients, like torch.autograd.grad w.r.t. the input
+            grad, _, _ = input_gradient(model, x, y, targeted=False)
         backend.synchronize(grad)
 
     return train_step, attack_step
