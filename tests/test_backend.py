@@ -205,3 +205,14 @@ def test_permutation_is_a_seeded_permutation():
     assert p.dtype == np.int64
     np.testing.assert_array_equal(np.sort(p), np.arange(10))
     np.testing.assert_array_equal(p, backend.permutation(4, 10))
+
+
+@pytest.mark.parametrize(("shape", "kernel", "stride"), WINDOW_CASES)
+def test_fold_windows_fast_path_equals_generic_path(rng, shape, kernel, stride):
+    """NumPy adds in place; the generic path (array-api-strict) adds out of place: same numbers."""
+    strict = pytest.importorskip("array_api_strict")
+    windows = windows_by_loops(rng.standard_normal(shape), kernel, stride)
+    fast = backend.fold_windows(windows, shape, stride)
+    generic = backend.fold_windows(strict.asarray(windows), shape, stride)
+    assert isinstance(fast, np.ndarray) and backend.device_of(generic) == "strict"
+    np.testing.assert_array_equal(fast, to_numpy(generic))
