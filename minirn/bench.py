@@ -168,6 +168,9 @@ def torch_available(device) -> bool:
 def run(workloads, batch=128, repeats=7, warmup=2, device="cpu", memory=True, threads=None, log=print) -> dict:
     """Benchmark ``workloads``; return the results (printed as a table by :func:`format_table`)."""
     backend.check_device(device)
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown:
+        raise ValueError(f"unknown workload(s) {', '.join(unknown)}; expected some of {', '.join(WORKLOADS)}")
     have_torch = torch_available(device)
     if have_torch:
         import torch  # noqa: PLC0415
@@ -176,8 +179,6 @@ def run(workloads, batch=128, repeats=7, warmup=2, device="cpu", memory=True, th
             torch.set_num_threads(threads)
     rows = []
     for workload in workloads:
-        if workload not in WORKLOADS:
-            raise ValueError(f"unknown workload {workload!r}; expected one of {', '.join(WORKLOADS)}")
         arch, norm, shape = WORKLOADS[workload]
         ours = minirn_steps(arch, norm, shape, batch, device)
         theirs = torch_steps(arch, norm, shape, batch, device) if have_torch else None

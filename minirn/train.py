@@ -130,7 +130,7 @@ def fit(
         loader = DataLoader(x, y, batch_size, shuffle=True, seed=seed, augment=augment, device=model.device)
     history, start = [], 0
     if resume and checkpoint is not None and os.path.exists(checkpoint):
-        history, start = _restore(checkpoint, model, optimizer, scheduler)
+        history, start = _restore(checkpoint, model, optimizer, scheduler, seed, epochs)
     for epoch in range(start, epochs):
         history.append(_train_one_epoch(model, loader, optimizer, adversarial, seed, epoch, epochs, progress, description))
         if scheduler is not None:
@@ -185,8 +185,14 @@ def _save(path, model, optimizer, scheduler, history, seed):
     )
 
 
-def _restore(path, model, optimizer, scheduler):
+def _restore(path, model, optimizer, scheduler, seed, epochs):
     state = serialization.load(path)
+    # Checked before anything is loaded: resuming under another seed, or asking for fewer epochs than the
+    # checkpoint already holds, would silently give a run that matches no uninterrupted one.
+    if state.get("seed") != seed:
+        raise serialization.CheckpointError(f"{path}: written by a run with seed {state.get('seed')!r}, not {seed!r}")
+    if isinstance(state.get("epoch"), int) and state["epoch"] > epochs:
+        raise serialization.CheckpointError(f"{path}: already holds {state['epoch']} epochs, more than the {epochs} asked for")
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

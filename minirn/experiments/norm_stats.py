@@ -19,7 +19,7 @@ import contextlib
 import numpy as np
 
 from minirn import backend
-from minirn.autograd.grad_mode import no_grad
+from minirn.autograd.grad_mode import freeze_running_stats, no_grad
 from minirn.autograd.tensor import Tensor
 from minirn.nn.norm import BatchNorm2d, RobustNorm2d
 
@@ -55,8 +55,9 @@ def record_norm_inputs(model):
 
 
 def norm_input_statistics(model, x) -> dict:
-    """Per-layer input statistics of the norm layers for the batch x (N, C, H, W), in the model's current mode."""
-    with no_grad(), record_norm_inputs(model) as records:
+    """Per-layer input statistics of the norm layers for the batch x (N, C, H, W), in the model's current mode
+    (running statistics are never updated, even in training mode)."""
+    with no_grad(), freeze_running_stats(), record_norm_inputs(model) as records:
         model(x)
     return dict(records)
 

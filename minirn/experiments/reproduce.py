@@ -39,18 +39,18 @@ class ReproduceConfig:
     model: str = "small-cnn"
     norms: tuple = ("none", "bn", "rn")
     p: float = 0.2
-    epochs: int = 6
+    epochs: int = 8
     batch_size: int = 128
-    lr: float = 0.05
+    lr: float = 0.2
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seeds: int = 3
     attacks: tuple = ("fgsm", "pgd")
-    eps: tuple = (0.05, 0.1, 0.15)
+    eps: tuple = (0.02, 0.05, 0.1)
     pgd_steps: int = 10
-    eval_examples: int = 500
+    eval_examples: int = 250
     eval_batch_size: int = 250
-    sanity_examples: int = 200
+    sanity_examples: int = 100
     device: str = "cpu"
     out: str = "results"
     quick: bool = False
@@ -171,7 +171,7 @@ def _train_and_evaluate(config, data, norm, seed, in_channels, num_classes, x_ev
     history = fit(
         model, (data.x_train, data.y_train), config.epochs, optimizer, scheduler, seed=seed,
         test_data=(data.x_test, data.y_test), batch_size=config.batch_size,
-        augment="cifar" if config.dataset == "cifar10" else None,
+        augment="cifar" if data.name == "cifar10" else None,
         checkpoint=checkpoint, resume=config.resume, progress=config.progress, description=f"{norm} seed {seed}",
     )
     train_seconds = _seconds(start)

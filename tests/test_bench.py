@@ -1,0 +1,68 @@
+"""Tests of minirn/bench.py: the benchmark runs with and without PyTorch, and both sides time the same networks."""
+import math
+
+import numpy as np
+import pytest
+
+from minirn import bench
+
+
+def test_time_alternating_calls_each_function_in_turn():
+    calls = []
+    candidates = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    times = bench.time_alternating(candidates, repeats=3, warmup=2)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3  # warm-up first, then alternating
+    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
+
+
+def test_run_without_torch(monkeypatch):
+    monkeypatch.setattr(bench, "torch_available", lambda device: False)
+    logged = []
+    results = bench.run(["small_cnn-bn"], batch=8, repeats=1, warmup=0, memory=False, log=logged.append)
+    assert results["torch"] is False and results["batch"] == 8
+    (row,) = results["rows"]
+    assert row["workload"] == "small_cnn-bn"
+    assert row["train_step_minirn_ms"] > 0 and row["attack_step_minirn_ms"] > 0
+    assert not any("torch" in key or "ratio" in key for key in row)
+    assert len(logged) == 1 and "small_cnn-bn" in logged[0]
+    table = bench.format_table(results).splitlines()
+    assert table[0].startswith("| workload |") and table[1] == "|" + "---|" * 10
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    assert len(cells) == 10 and cells[0] == "small_cnn-bn"
+    assert float(cells[1]) == pytest.approx(row["train_step_minirn_ms"], abs=0.05)
+    assert cells[2] == cells[3] == "-"  # no PyTorch figures
+
+
+def test_run_rejects_unknown_workloads(monkeypatch):
+    monkeypatch.setattr(bench, "torch_available", lambda device: False)
+    with pytest.raises(ValueError, match="unknown workload"):
+        bench.run(["vgg-bn"], batch=8, repeats=1, warmup=0, memory=False, log=lambda line: None)
+
+
+def test_run_with_torch():
+    pytest.importorskip("torch")
+    results = bench.run(["small_cnn-rn"], batch=8, repeats=1, warmup=0, memory=False, log=lambda line: None)
+    assert results["torch"] is True
+    (row,) = results["rows"]
+    for measure in ("train_step", "attack_step"):
+        assert row[f"{measure}_torch_ms"] > 0
+        assert row[f"{measure}_ratio"] == pytest.approx(row[f"{measure}_minirn_ms"] / row[f"{measure}_torch_ms"])
+        assert math.isfinite(row[f"{measure}_ratio"]) and row[f"{measure}_ratio"] > 0
+    assert "-" not in bench.format_table(results).splitlines()[2].split("|")[2:8]
+
+
+@pytest.mark.parametrize("workload", list(bench.WORKLOADS))
+def test_torch_twins_have_the_same_parameters(workload):
+    pytest.importorskip("torch")
+    from minirn._torch_reference import torch_model
+
+    arch, norm, shape = bench.WORKLOADS[workload]
+    ours = bench.minirn_model(arch, norm, shape, "cpu")
+    theirs = torch_model(arch, norm, shape[0])
+    our_shapes = sorted(tuple(p.shape) for p in ours.parameters())
+    their_shapes = sorted(tuple(p.shape) for p in theirs.parameters())
+    assert our_shapes == their_shapes
+    assert sum(int(np.prod(s)) for s in our_shapes) == sum(p.numel() for p in theirs.parameters())
+    our_buffers = sorted(tuple(b.shape) for b in ours.buffers())
+    their_buffers = sorted(tuple(b.shape) for name, b in theirs.named_buffers() if "num_batches" not in name)
+    assert our_buffers == their_buffers
