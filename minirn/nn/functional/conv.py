@@ -147,17 +147,21 @@ class Linear(Function):
         return gx, gw, gb
 
 
-class MaxPool2d(Function):
-    """:math:`y_{n,c,i,j} = \\max_{a,b} x^{pad}_{n,c,\\,i s + a,\\,j s + b}` (padding with -inf).
-
-    The gradient goes to the position of the maximum in each window (the
-    first one on ties, as in PyTorch) and is folded back like a convolution's.
-    """
+class _Pool2d(Function):
+    """What both poolings share: a (kh, kw) window every ``stride`` pixels (default: the kernel size)."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         self.kernel = _pair(kernel_size, "kernel_size", 1)
         self.stride = self.kernel if stride is None else _pair(stride, "stride", 1)
         self.padding = _pair(padding, "padding")
+
+
+class MaxPool2d(_Pool2d):
+    """:math:`y_{n,c,i,j} = \\max_{a,b} x^{pad}_{n,c,\\,i s + a,\\,j s + b}` (padding with -inf).
+
+    The gradient goes to the position of the maximum in each window (the
+    first one on ties, as in PyTorch) and is folded back like a convolution's.
+    """
 
     def forward(self, x):
         xp = backend.array_namespace(x)
@@ -180,15 +184,10 @@ class MaxPool2d(Function):
         return _channels_first(_crop(g_padded, self.x_shape, self.padding))
 
 
-class AvgPool2d(Function):
+class AvgPool2d(_Pool2d):
     """:math:`y_{n,c,i,j} = \\frac{1}{k_h k_w}\\sum_{a,b} x^{pad}_{n,c,\\,i s+a,\\,j s+b}`
     (zero padding counts, PyTorch's ``count_include_pad=True``);
     every input of a window receives :math:`g/(k_h k_w)`."""
-
-    def __init__(self, kernel_size, stride=None, padding=0):
-        self.kernel = _pair(kernel_size, "kernel_size", 1)
-        self.stride = self.kernel if stride is None else _pair(stride, "stride", 1)
-        self.padding = _pair(padding, "padding")
 
     def forward(self, x):
         xp = backend.array_namespace(x)
