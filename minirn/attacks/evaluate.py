@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import warnings
 
 from tqdm.auto import tqdm
 
@@ -112,6 +113,12 @@ def evaluate(model, x, y, attacks, eps_list, batch_size, *, norm="linf", clip=(0
     * ``per_example`` (if ``keep_per_example``): correctness lists, clean and per attack per ε.
     """
     x_array, labels, _, (low, high) = common.prepare("evaluate", x, y, clip, norm=norm)
+    if getattr(model, "training", False) and norm_layers(model):
+        warnings.warn(
+            "evaluate: the model is in training mode, so its norm layers use batch statistics and ignore "
+            "eval_mean/eval_scale; call model.eval() first unless that is what you want",
+            UserWarning, stacklevel=2,
+        )
     batch_size = common.check_int("evaluate: batch_size", batch_size)
     if isinstance(eps_list, numbers.Real):
         eps_list = [eps_list]

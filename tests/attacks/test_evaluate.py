@@ -116,15 +116,17 @@ def test_batch_statistics_are_recorded():
     config = result["config"]
     assert config["norm_eval_stats"] == ["batch", "batch"] and config["batch_statistics"] is True
     assert "batch size" in config["note"]
-    assert attacks.evaluate(tiny_cnn("bn").train(), x, y, "fgsm", [0.1], 3, progress=False)["config"]["training"]
+    with pytest.warns(UserWarning, match="training mode"):  # evaluating a model left in training mode is flagged
+        assert attacks.evaluate(tiny_cnn("bn").train(), x, y, "fgsm", [0.1], 3, progress=False)["config"]["training"]
 
 
 def test_evaluate_and_sanity_checks_leave_the_model_untouched():
     model = tiny_cnn("bn").train()
     x, y = images(6), labels(6)
     state = {k: to_numpy(v).copy() for k, v in model.state_dict().items()}
-    attacks.evaluate(model, x, y, {"pgd": {"steps": 2}, "cw": {"steps": 2, "binary_search_steps": 1}}, [0.1], 3,
-                     progress=False)
+    with pytest.warns(UserWarning, match="training mode"):
+        attacks.evaluate(model, x, y, {"pgd": {"steps": 2}, "cw": {"steps": 2, "binary_search_steps": 1}}, [0.1], 3,
+                         progress=False)
     attacks.sanity_checks(model, x, y, 0.1, steps=2, noise_draws=2)
     assert all(m.training for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
