@@ -22,6 +22,8 @@ Helpers the standard lacks, each with a NumPy fast path and a generic path:
   same numbers on every device;
 * :func:`scatter_add` (the gradient of integer-array indexing);
 * :func:`sliding_windows` (the patches a convolution or pooling sees);
+* :func:`batch_blocks` (cache-sized blocks of a batch for the CPU);
+* :func:`channel_sums`, :func:`channel_extrema` (the per-channel statistics of the batch norms);
 * host transfer (:func:`to_host`, :func:`to_device`).
 """
 from __future__ import annotations
@@ -303,6 +305,85 @@ def fold_windows(windows, input_shape, stride):
             else:
                 out[:, rows, cols, :] = out[:, rows, cols, :] + windows[:, :, :, a, b, :]
     return out
+
+
+# A matrix product whose operands sit in the CPU's L2 cache runs several times
+# faster than one streaming them from memory.  Convolutions on NumPy therefore
+# work through the batch in blocks whose im2col matrix is about this size; a
+# GPU wants the opposite (few, large operations), so other libraries get the
+# whole batch at once.
+CPU_BLOCK_BYTES = 4 * 2**20
+
+
+def batch_blocks(x, bytes_per_item):
+    """Slices of the batch axis (axis 0) of ``x`` to process one after another.
+
+    ``bytes_per_item``: the workspace one item needs (for a convolution, its
+    rows of the im2col matrix).  On NumPy each block needs about
+    :data:`CPU_BLOCK_BYTES` (at least one item per block); on other libraries
+    there is one block, the whole batch.  Results must not depend on the
+    blocking: the tests compare blocked and unblocked convolutions.
+    """
+    n = x.shape[0]
+    step = max(1, CPU_BLOCK_BYTES // max(1, bytes_per_item)) if isinstance(x, np.ndarray) else n
+    return [slice(start, min(start + step, n)) for start in range(0, n, max(step, 1))]
+
+
+def channel_sums(x, y=None):
+    """Per-channel sums over every axis but axis 1: :math:`\\sum x` or, given y, :math:`\\sum x y`.
+
+    x, y: (N, C) or (N, C, H, W) of one shape -> (C,).  The generic path is
+    ``sum(x * y, axis=(0, 2, 3))``.  NumPy reduces a channels-last array
+    (channels contiguous, minirn's layout) over its leading axes in short
+    strided loops, so when both inputs are channels-last in memory the fast
+    path hands the (N*H*W, C) matrix to BLAS instead: a product with a vector
+    of ones, or a row-wise dot product.  Equal up to float rounding.
+    """
+    if isinstance(x, np.ndarray) and (y is None or isinstance(y, np.ndarray)):
+        rows = [_channels_last_rows(a) for a in ((x,) if y is None else (x, y))]
+        if all(r is not None for r in rows):
+            if y is None:
+                return np.ones(rows[0].shape[0], dtype=x.dtype) @ rows[0]
+            return np.einsum("ij,ij->j", rows[0], rows[1])
+    return channel_sums_reference(x, y)
+
+
+def channel_sums_reference(x, y=None):
+    """The textbook path of :func:`channel_sums`."""
+    xp = array_namespace(x)
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    return xp.sum(x if y is None else x * y, axis=axes)
+
+
+def channel_extrema(x):
+    """Per-channel maximum and minimum over every axis but axis 1: x (N, C) or (N, C, H, W) -> two (C,).
+
+    NumPy fast path, for channels-last memory: view the (M, C) rows as
+    (M/k, k*C), so the first reduction runs along long rows, then reduce the
+    remaining (k, C).  Exact: max and min do not round.
+    """
+    rows = _channels_last_rows(x) if isinstance(x, np.ndarray) else None
+    if rows is not None:
+        m, c = rows.shape
+        k = math.gcd(m, 256)  # rows folded into one long row
+        wide = rows.reshape(m // k, k * c)
+        return (wide.max(axis=0).reshape(k, c).max(axis=0), wide.min(axis=0).reshape(k, c).min(axis=0))
+    return channel_extrema_reference(x)
+
+
+def channel_extrema_reference(x):
+    """The textbook path of :func:`channel_extrema`."""
+    xp = array_namespace(x)
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    return xp.max(x, axis=axes), xp.min(x, axis=axes)
+
+
+def _channels_last_rows(a):
+    """a: (N, C) or (N, C, H, W) as an (N*H*W, C) view without copying, or None if its memory is not channels-last."""
+    last = a if a.ndim == 2 else np.transpose(a, (0, 2, 3, 1))
+    if not last.flags.c_contiguous:
+        return None
+    return last.reshape(-1, a.shape[1])
 
 
 def versions() -> dict:

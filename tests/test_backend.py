@@ -216,3 +216,43 @@ def test_fold_windows_fast_path_equals_generic_path(rng, shape, kernel, stride):
     generic = backend.fold_windows(strict.asarray(windows), shape, stride)
     assert isinstance(fast, np.ndarray) and backend.device_of(generic) == "strict"
     np.testing.assert_array_equal(fast, to_numpy(generic))
+
+
+@pytest.mark.parametrize("n, bytes_per_item, block_bytes", [(128, 1000, 4000), (5, 10, 1), (7, 3, 10**9), (0, 8, 64)])
+def test_batch_blocks_cover_the_batch_in_order(n, bytes_per_item, block_bytes, monkeypatch):
+    """NumPy blocks: consecutive, covering 0..n exactly once, each within the byte budget (or one item)."""
+    monkeypatch.setattr(backend, "CPU_BLOCK_BYTES", block_bytes)
+    blocks = backend.batch_blocks(np.zeros((n, 2)), bytes_per_item)
+    covered = [i for b in blocks for i in range(n)[b]]
+    assert covered == list(range(n))
+    assert all(len(range(n)[b]) * bytes_per_item <= block_bytes or len(range(n)[b]) == 1 for b in blocks)
+    assert len(blocks) == (0 if n == 0 else -(-n // max(1, block_bytes // bytes_per_item)))
+
+
+def test_batch_blocks_is_one_block_off_numpy():
+    """A GPU (or any non-NumPy library) gets the whole batch at once."""
+    strict = pytest.importorskip("array_api_strict")
+    assert backend.batch_blocks(strict.zeros((128, 3)), bytes_per_item=10**9) == [slice(0, 128)]
+
+
+def _in_layout(rng, shape, layout):
+    """An (N, C[, H, W]) float64 array whose memory is channels-last or channels-first."""
+    if len(shape) == 4 and layout == "channels_last":
+        n, c, h, w = shape
+        return rng.standard_normal((n, h, w, c)).transpose(0, 3, 1, 2)
+    return rng.standard_normal(shape)
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (4, 3, 5, 7), (2, 16, 8, 8), (3, 2, 1, 1)])
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+def test_channel_statistics_fast_paths_equal_reference(rng, shape, layout):
+    """The BLAS sums and the folded max/min give the reference values in either memory layout."""
+    x, y = _in_layout(rng, shape, layout), _in_layout(rng, shape, layout)
+    x[0, 0] = 50.0  # one planted extreme per channel 0
+    if layout == "channels_last" or len(shape) == 2:
+        assert backend._channels_last_rows(x) is not None  # the fast path is the one under test
+    np.testing.assert_allclose(backend.channel_sums(x), backend.channel_sums_reference(x), rtol=1e-12)
+    np.testing.assert_allclose(backend.channel_sums(x, y), backend.channel_sums_reference(x, y), rtol=1e-12, atol=1e-12)
+    for fast, reference in zip(backend.channel_extrema(x), backend.channel_extrema_reference(x)):
+        np.testing.assert_array_equal(fast, reference)
+    assert backend.channel_extrema(x)[0][0] == 50.0

@@ -13,7 +13,8 @@ class ReLU(Function):
         return backend.array_namespace(x).maximum(x, 0.0)
 
     def backward(self, g):
-        return backend.array_namespace(g).where(self.positive, g, 0.0)
+        xp = backend.array_namespace(g)
+        return g * xp.astype(self.positive, g.dtype)  # a product: several times faster than where() on NumPy
 
 
 class Sigmoid(Function):

@@ -71,6 +71,12 @@ class Conv2d(Function):
     * :math:`\\partial L/\\partial W_{mat} = G^\\top X_{col}`
     * :math:`\\partial L/\\partial b = \\sum_{rows} G`
     * :math:`\\partial L/\\partial X_{col} = G W_{mat}`, folded back onto x (col2im).
+
+    On NumPy the rows of :math:`X_{col}` are built and multiplied a block of
+    images at a time (:func:`minirn.backend.batch_blocks`), so that each block
+    stays in the CPU cache; the backward pass rebuilds each block's
+    :math:`X_{col}` instead of keeping the whole matrix (kh·kw times the
+    size of the input) alive between the two passes.
     """
 
     def __init__(self, stride=1, padding=0):
@@ -92,32 +98,54 @@ class Conv2d(Function):
         h_out = _output_size("conv2d", h, kh, self.stride[0], self.padding[0])
         w_out = _output_size("conv2d", w, kw, self.stride[1], self.padding[1])
         self.x_shape, self.weight = tuple(x.shape), weight
-        padded = _pad_hw(_channels_last(x), self.padding)  # (N, H+2p, W+2p, C)
-        self.padded_shape = tuple(padded.shape)
-        windows = backend.sliding_windows(padded, (kh, kw), self.stride)  # (N, H', W', kh, kw, C)
-        self.cols = xp.reshape(windows, (n * h_out * w_out, kh * kw * c))  # X_col
+        self.padded = _pad_hw(_channels_last(x), self.padding)  # (N, H+2p, W+2p, C)
         self.w_mat = xp.reshape(xp.permute_dims(weight, (0, 2, 3, 1)), (o, kh * kw * c))  # W_mat
-        out = xp.matmul(self.cols, xp.matrix_transpose(self.w_mat))  # Y = X_col W_mat^T: (N*H'*W', O)
+        out = xp.empty((n, h_out, w_out, o), dtype=x.dtype, device=x.device)
+        for block in self._blocks():  # cache-sized blocks of images on the CPU, one block elsewhere
+            y = xp.matmul(self._cols(block), xp.matrix_transpose(self.w_mat))  # Y = X_col W_mat^T
+            out[block, ...] = xp.reshape(y, (-1, h_out, w_out, o))
         if bias is not None:
             out = out + bias
-        return _channels_first(xp.reshape(out, (n, h_out, w_out, o)))
+        return _channels_first(out)
+
+    def _blocks(self):
+        n, h_pad, w_pad, c = self.padded.shape
+        o, _, kh, kw = self.weight.shape
+        h_out = (h_pad - kh) // self.stride[0] + 1
+        w_out = (w_pad - kw) // self.stride[1] + 1
+        return backend.batch_blocks(self.padded, h_out * w_out * kh * kw * c * 4)  # float32 rows of X_col
+
+    def _cols(self, block):
+        """X_col of the images in ``block``: (images * H' * W', kh * kw * C), one row per patch."""
+        xp = backend.array_namespace(self.padded)
+        _, c, kh, kw = self.weight.shape
+        windows = backend.sliding_windows(self.padded[block, ...], (kh, kw), self.stride)  # (n, H', W', kh, kw, C)
+        return xp.reshape(windows, (-1, kh * kw * c))
 
     def backward(self, g):
         xp = backend.array_namespace(g)
         n, o, h_out, w_out = g.shape
         _, c, kh, kw = self.weight.shape
-        g_mat = xp.reshape(_channels_last(g), (n * h_out * w_out, o))  # G
-        gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            g_cols = xp.matmul(g_mat, self.w_mat)  # dL/dX_col = G W_mat
-            g_windows = xp.reshape(g_cols, (n, h_out, w_out, kh, kw, c))
-            g_padded = backend.fold_windows(g_windows, self.padded_shape, self.stride)  # col2im
-            gx = _channels_first(_crop(g_padded, self.x_shape, self.padding))
-        if self.needs_input_grad[1]:
-            g_w_mat = xp.matmul(xp.matrix_transpose(g_mat), self.cols)  # dL/dW_mat = G^T X_col
-            gw = xp.permute_dims(xp.reshape(g_w_mat, (o, kh, kw, c)), (0, 3, 1, 2))
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = xp.sum(g_mat, axis=0)  # dL/db = column sums of G
+        wants = tuple(self.needs_input_grad) + (False,) * (3 - len(self.needs_input_grad))
+        g_last = _channels_last(g)  # (N, H', W', O)
+        g_padded = xp.zeros(self.padded.shape, dtype=g.dtype, device=g.device) if wants[0] else None
+        g_w_mat = xp.zeros(self.w_mat.shape, dtype=g.dtype, device=g.device) if wants[1] else None
+        # W_mat's column blocks, one (O, C) matrix per kernel offset (a, b): (kh*kw, O, C)
+        w_offsets = xp.permute_dims(xp.reshape(self.w_mat, (o, kh * kw, c)), (1, 0, 2))
+        for block in self._blocks():  # the forward pass's blocks; X_col is rebuilt, not stored
+            g_mat = xp.reshape(g_last[block, ...], (-1, o))  # G
+            if wants[0]:
+                # dL/dX_col = G W_mat, computed offset by offset, G W_ab: (kh*kw, rows, C), so that
+                # col2im adds one contiguous (images, H', W', C) slab per offset
+                g_cols = xp.matmul(g_mat[None, ...], w_offsets)
+                g_windows = xp.permute_dims(xp.reshape(g_cols, (kh, kw, -1, h_out, w_out, c)), (2, 3, 4, 0, 1, 5))
+                shape = (g_windows.shape[0], *self.padded.shape[1:])
+                g_padded[block, ...] = backend.fold_windows(g_windows, shape, self.stride)  # col2im
+            if wants[1]:
+                g_w_mat = g_w_mat + xp.matmul(xp.matrix_transpose(g_mat), self._cols(block))  # G^T X_col
+        gx = _channels_first(_crop(g_padded, self.x_shape, self.padding)) if wants[0] else None
+        gw = xp.permute_dims(xp.reshape(g_w_mat, (o, kh, kw, c)), (0, 3, 1, 2)) if wants[1] else None
+        gb = xp.sum(g_last, axis=(0, 1, 2)) if wants[2] else None  # dL/db = column sums of G
         return gx, gw, gb
 
 

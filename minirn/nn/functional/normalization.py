@@ -77,8 +77,7 @@ class _BatchStatNorm(Function):
     def _sums(self, g):
         """The two per-channel sums every gradient needs: :math:`\\sum g = \\partial L/\\partial\\beta`
         and :math:`\\sum g\\hat x = \\partial L/\\partial\\gamma` (kept as (1, C, 1, 1))."""
-        xp = backend.array_namespace(g)
-        return xp.sum(g, axis=self.axes, keepdims=True), xp.sum(g * self.x_hat, axis=self.axes, keepdims=True)
+        return _channel_sums(g), _channel_sums(g, self.x_hat)
 
     def _affine_grads(self, sum_g, sum_g_x_hat):
         xp = backend.array_namespace(sum_g)
@@ -86,6 +85,11 @@ class _BatchStatNorm(Function):
         g_weight = xp.reshape(sum_g_x_hat, (-1,)) if wants[1] else None
         g_bias = xp.reshape(sum_g, (-1,)) if wants[2] else None
         return g_weight, g_bias
+
+
+def _channel_sums(x, y=None):
+    """:math:`\\sum x` (or :math:`\\sum x y`) over (N, H, W) per channel, kept as (1, C, 1, 1) / (1, C)."""
+    return _per_channel(backend.channel_sums(x, y), x)
 
 
 def _count(x, axes):
@@ -111,31 +115,34 @@ class BatchNorm(_BatchStatNorm):
                 f"batch_norm: expected more than 1 value per channel to compute batch statistics, "
                 f"got input of shape {tuple(x.shape)}"
             )
-        self.batch_mean = xp.mean(x, axis=self.axes, keepdims=True)            # mu_B
+        self.batch_mean = _channel_sums(x) / self.n                               # mu_B
         mean = self.batch_mean if self.mean is None else _per_channel(self.mean, x)
-        centered = x - mean
+        self.x_hat = x - mean                                                       # x - mu
         if self.var is None:
-            self.centered = centered if self.mean is None else x - self.batch_mean  # x - mu_B
-            self.batch_var = xp.mean(self.centered**2, axis=self.axes, keepdims=True)  # sigma_B^2
+            around_batch_mean = self.x_hat if self.mean is None else x - self.batch_mean  # x - mu_B
+            self.batch_var = _channel_sums(around_batch_mean, around_batch_mean) / self.n  # sigma_B^2
             var = self.batch_var
         else:
             self.batch_var, var = None, _per_channel(self.var, x)
         self.inv_std = 1.0 / xp.sqrt(var + self.eps)                               # s
-        self.x_hat = centered * self.inv_std                                        # x_hat
-        return _per_channel(weight, x) * self.x_hat + _per_channel(bias, x)        # y
+        self.x_hat *= self.inv_std                                                  # x_hat = (x - mu) s
+        if self.var is None:  # (x - mu_B) s, what the variance's gradient needs
+            self.x_hat_batch = self.x_hat if self.mean is None else around_batch_mean * self.inv_std
+        y = self.x_hat * _per_channel(weight, x)                                    # y = gamma x_hat + beta
+        y += _per_channel(bias, x)  # (in place: y is ours; large temporaries cost time on the CPU)
+        return y
 
     def backward(self, g):
         sum_g, sum_g_x_hat = self._sums(g)
         g_x = None
         if self.needs_input_grad[0]:
-            # dL/dx = gamma s [g - (1/n) sum g - s (x - mu_B) (1/n) sum g x_hat]; the two subtracted
+            # dL/dx = gamma s [g - (1/n) sum g - (x - mu_B) s (1/n) sum g x_hat]; the two subtracted
             # terms flow through mu_B and sigma_B^2, so they exist only for batch statistics
-            g_x = g
+            g_x = g * (_per_channel(self.weight, g) * self.inv_std)  # a new array, updated in place below
             if self.mean is None:
-                g_x = g_x - sum_g / self.n
+                g_x -= (_per_channel(self.weight, g) * self.inv_std) * sum_g / self.n
             if self.var is None:
-                g_x = g_x - self.centered * (self.inv_std * sum_g_x_hat / self.n)
-            g_x = g_x * (_per_channel(self.weight, g) * self.inv_std)
+                g_x -= self.x_hat_batch * ((_per_channel(self.weight, g) * self.inv_std) * sum_g_x_hat / self.n)
         return (g_x, *self._affine_grads(sum_g, sum_g_x_hat))
 
 
@@ -149,12 +156,11 @@ class RobustNorm(_BatchStatNorm):
         self.mean, self.value_range, self.p, self.eps = mean, value_range, p, eps
 
     def forward(self, x, weight, bias):
-        xp = self._begin(x, weight)
-        self.batch_mean = xp.mean(x, axis=self.axes, keepdims=True)             # mu_B
+        self._begin(x, weight)
+        self.batch_mean = _channel_sums(x) / self.n                                # mu_B
         mean = self.batch_mean if self.mean is None else _per_channel(self.mean, x)
         if self.value_range is None:
-            self.x_max = xp.max(x, axis=self.axes, keepdims=True)
-            self.x_min = xp.min(x, axis=self.axes, keepdims=True)
+            self.x_max, self.x_min = (_per_channel(e, x) for e in backend.channel_extrema(x))  # max x, min x
             self.x = x
             self.batch_range = self.x_max - self.x_min                            # r_B = max - min
             r = self.batch_range
@@ -162,8 +168,11 @@ class RobustNorm(_BatchStatNorm):
             self.batch_range, r = None, _per_channel(self.value_range, x)
         self.r = r
         self.denominator = r**self.p + self.eps                                    # d = r^p + eps
-        self.x_hat = (x - mean) * (1.0 / self.denominator)                         # x_hat
-        return _per_channel(weight, x) * self.x_hat + _per_channel(bias, x)       # y
+        self.x_hat = x - mean
+        self.x_hat *= 1.0 / self.denominator                                       # x_hat = (x - mu) / d
+        y = self.x_hat * _per_channel(weight, x)                                   # y = gamma x_hat + beta
+        y += _per_channel(bias, x)
+        return y
 
     def backward(self, g):
         xp = backend.array_namespace(g)
@@ -172,8 +181,9 @@ class RobustNorm(_BatchStatNorm):
         if self.needs_input_grad[0]:
             weight = _per_channel(self.weight, g)
             # dL/dx = (gamma/d) [g - (1/n) sum g]  +  dL/dr * dr/dx   (batch statistics only)
-            g_x = g - sum_g / self.n if self.mean is None else g
-            g_x = g_x * (weight / self.denominator)
+            g_x = g * (weight / self.denominator)  # a new array, updated in place below
+            if self.mean is None:
+                g_x -= (weight / self.denominator) * sum_g / self.n
             if self.value_range is None:
                 # dL/dr = dL/dd * p r^(p-1), with dL/dd = -(gamma/d) sum g x_hat; p r^(p-1) := 0 at r = 0
                 positive = self.r > 0
@@ -181,12 +191,10 @@ class RobustNorm(_BatchStatNorm):
                 d_denominator_d_r = xp.where(positive, self.p * safe_r ** (self.p - 1.0), 0.0)
                 g_r = -(weight * sum_g_x_hat / self.denominator) * d_denominator_d_r
                 # dr/dx = [x = max]/k_max - [x = min]/k_min: only the extreme positions (ties share)
-                is_max = self.x == self.x_max
-                is_min = self.x == self.x_min
-                k_max = xp.sum(xp.astype(is_max, g.dtype), axis=self.axes, keepdims=True)
-                k_min = xp.sum(xp.astype(is_min, g.dtype), axis=self.axes, keepdims=True)
-                d_r_d_x = xp.where(is_max, 1.0 / k_max, 0.0) - xp.where(is_min, 1.0 / k_min, 0.0)
-                g_x = g_x + g_r * d_r_d_x
+                for extreme, sign in ((self.x_max, 1.0), (self.x_min, -1.0)):
+                    at_extreme = xp.astype(self.x == extreme, g.dtype)
+                    at_extreme *= sign * g_r / _channel_sums(at_extreme)  # dL/dr * (+-[x = extreme] / k)
+                    g_x += at_extreme
         return (g_x, *self._affine_grads(sum_g, sum_g_x_hat))
 
 

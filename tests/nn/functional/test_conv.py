@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import minirn.nn.functional as F
+from minirn import backend
 from tests.conftest import make_tensor, to_numpy
 from tests.nn.functional.test_ops import Case, check_case, normal, spread
 
@@ -115,6 +116,19 @@ CASES = [
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
 def test_op(case, device):
     check_case(case, device)
+
+
+CONV_CASES = [c for c in CASES if c.name.startswith("conv2d")]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CONV_CASES])
+def test_conv2d_in_blocks_of_one_image_matches_the_reference(case, monkeypatch):
+    """On NumPy conv2d works through the batch in cache-sized blocks; with one image per block
+    the values and gradients must still be those of the loop reference (the small cases above
+    fit in one block, so this is the test of the blocked path)."""
+    monkeypatch.setattr(backend, "CPU_BLOCK_BYTES", 1)
+    assert len(backend.batch_blocks(np.zeros((2, 1)), bytes_per_item=8)) == 2
+    check_case(case, "cpu")
 
 
 def test_conv2d_on_noncontiguous_input(device, rng):
