@@ -350,9 +350,7 @@ def channel_sums(x, y=None):
 
 def channel_sums_reference(x, y=None):
     """The textbook path of :func:`channel_sums`."""
-    xp = array_namespace(x)
-    axes = (0,) if x.ndim == 2 else (0, 2, 3)
-    return xp.sum(x if y is None else x * y, axis=axes)
+    return array_namespace(x).sum(x if y is None else x * y, axis=_all_but_channels(x))
 
 
 def channel_extrema(x):
@@ -374,8 +372,12 @@ def channel_extrema(x):
 def channel_extrema_reference(x):
     """The textbook path of :func:`channel_extrema`."""
     xp = array_namespace(x)
-    axes = (0,) if x.ndim == 2 else (0, 2, 3)
-    return xp.max(x, axis=axes), xp.min(x, axis=axes)
+    return xp.max(x, axis=_all_but_channels(x)), xp.min(x, axis=_all_but_channels(x))
+
+
+def _all_but_channels(x):
+    """The axes a per-channel statistic reduces: (0,) for (N, C), (0, 2, 3) for (N, C, H, W)."""
+    return (0,) if x.ndim == 2 else (0, 2, 3)
 
 
 def _channels_last_rows(a):

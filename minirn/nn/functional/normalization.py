@@ -138,11 +138,12 @@ class BatchNorm(_BatchStatNorm):
         if self.needs_input_grad[0]:
             # dL/dx = gamma s [g - (1/n) sum g - (x - mu_B) s (1/n) sum g x_hat]; the two subtracted
             # terms flow through mu_B and sigma_B^2, so they exist only for batch statistics
-            g_x = g * (_per_channel(self.weight, g) * self.inv_std)  # a new array, updated in place below
+            scale = _per_channel(self.weight, g) * self.inv_std  # gamma s
+            g_x = g * scale  # a new array, updated in place below
             if self.mean is None:
-                g_x -= (_per_channel(self.weight, g) * self.inv_std) * sum_g / self.n
+                g_x -= scale * sum_g / self.n
             if self.var is None:
-                g_x -= self.x_hat_batch * ((_per_channel(self.weight, g) * self.inv_std) * sum_g_x_hat / self.n)
+                g_x -= self.x_hat_batch * (scale * sum_g_x_hat / self.n)
         return (g_x, *self._affine_grads(sum_g, sum_g_x_hat))
 
 
@@ -181,9 +182,10 @@ class RobustNorm(_BatchStatNorm):
         if self.needs_input_grad[0]:
             weight = _per_channel(self.weight, g)
             # dL/dx = (gamma/d) [g - (1/n) sum g]  +  dL/dr * dr/dx   (batch statistics only)
-            g_x = g * (weight / self.denominator)  # a new array, updated in place below
+            scale = weight / self.denominator  # gamma / d
+            g_x = g * scale  # a new array, updated in place below
             if self.mean is None:
-                g_x -= (weight / self.denominator) * sum_g / self.n
+                g_x -= scale * sum_g / self.n
             if self.value_range is None:
                 # dL/dr = dL/dd * p r^(p-1), with dL/dd = -(gamma/d) sum g x_hat; p r^(p-1) := 0 at r = 0
                 positive = self.r > 0
