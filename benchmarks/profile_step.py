@@ -4,7 +4,8 @@
     python benchmarks/profile_step.py --norm rn --attack
 
 Prints the median of three timed steps, then the functions that took the most time over
-two profiled steps.  `python -m minirn bench` compares against PyTorch; this script explains.
+two profiled steps.  `python -m minirn bench` compares against PyTorch; this script explains,
+with the benchmark's own steps (`minirn.bench.minirn_steps`).
 """
 import argparse
 import cProfile
@@ -12,44 +13,22 @@ import pstats
 import statistics
 import time
 
-import numpy as np
+from minirn import bench
 
-import minirn
-from minirn import models, optim
-from minirn.attacks.common import input_gradient, model_untouched
-from minirn.nn import functional as F
+SHAPES = {"resnet20": (3, 32, 32), "small_cnn": (1, 28, 28)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet20", choices=["resnet20", "small_cnn"])
+    parser.add_argument("--model", default="resnet20", choices=list(SHAPES))
     parser.add_argument("--norm", default="bn", choices=["bn", "rn", "none", "gn"])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--attack", action="store_true", help="profile the attack gradient step instead")
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
 
-    minirn.manual_seed(0)
-    if args.model == "resnet20":
-        model, shape = models.resnet(20, norm=args.norm), (3, 32, 32)
-    else:
-        model, shape = models.small_cnn(norm=args.norm), (1, 28, 28)
-    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    generator = np.random.default_rng(0)
-    x = generator.random((args.batch, *shape), dtype=np.float32)
-    y = generator.integers(0, 10, args.batch)
-
-    def train_step():
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-
-    def attack_step():
-        with model_untouched(model):
-            input_gradient(model, x, y, targeted=False)
-
+    train_step, attack_step = bench.minirn_steps(args.model, args.norm, SHAPES[args.model], args.batch, "cpu")
     step = attack_step if args.attack else train_step
-    (model.eval if args.attack else model.train)()
     step()  # warm-up
     times = []
     for _ in range(3):

@@ -6,8 +6,12 @@
     minirn bench [--device gpu]                        # minirn against PyTorch (see minirn.bench)
 
 Every setting of ``reproduce``, ``train`` and ``attack`` lives in one place,
-:class:`~minirn.experiments.reproduce.ReproduceConfig`: its defaults are the
-options' defaults, and its ``validate`` checks the names and numbers.
+:class:`~minirn.experiments.config.ReproduceConfig`: its defaults are the
+options' defaults (the training recipe's are :class:`minirn.train.Recipe`'s),
+and its ``validate`` checks the names and numbers.  ``train`` and ``attack``
+build their model with :func:`minirn.models.build` and train it with
+:func:`minirn.train.train_model`; only ``reproduce`` runs the experiment
+pipeline, :mod:`minirn.experiments.reproduce`.
 
 Bad input (an unknown name, a non-positive number, a missing dataset, an
 unreadable checkpoint) ends with one line ``minirn <command>: error: ...`` on
@@ -22,16 +26,16 @@ import os
 import sys
 
 import minirn
-from minirn import backend, optim, serialization
+from minirn import backend, models, serialization
 from minirn.attacks import evaluate
 from minirn.data import DatasetNotFoundError, load_dataset
-from minirn.experiments import reproduce as reproduce_module
-from minirn.experiments.reproduce import ReproduceConfig, attack_settings, build_model
-from minirn.nn import norm_layers, set_norm_eval_stats
-from minirn.train import ATTACK_MODES, AdversarialTraining, fit
+from minirn.experiments.config import ReproduceConfig, attack_settings, quick_config
+from minirn.nn import EVAL_STATISTICS, norm_layers, set_norm_eval_stats
+from minirn.train import ATTACK_MODES, AdversarialTraining, train_model
 
-#: ``--eval-stats`` of ``minirn attack``: (mean, scale) for :func:`minirn.nn.set_norm_eval_stats`.
-EVAL_STATS = {"running": ("running", "running"), "batch": ("batch", "batch"), "running-mean": ("running", "batch")}
+#: ``--eval-stats`` of ``minirn attack``: name -> (mean, scale) for :func:`minirn.nn.set_norm_eval_stats`,
+#: from the table :data:`minirn.nn.EVAL_STATISTICS`.
+EVAL_STATS = {variant.name: variant.setting for variant in EVAL_STATISTICS}
 
 #: Errors that mean "bad input", reported in one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, DatasetNotFoundError, serialization.CheckpointError, backend.DeviceError, OSError)
@@ -105,14 +109,14 @@ def _add_data_options(parser, dataset_help="mnist-5k (embedded), digits, mnist, 
 
 
 def _add_model_options(parser):
-    _option(parser, "--model", text="small-cnn, resnet20 or resnetN (N = 6n+2)")
+    _option(parser, "--model", text=models.MODEL_NAMES)
     _option(parser, "--p", type=_positive_float, text="RobustNorm's power p")
 
 
 def _add_training_options(parser):
     _option(parser, "--epochs", type=_positive_int)
     _option(parser, "--batch-size", type=_positive_int, text="training batch size")
-    _option(parser, "--lr", type=_positive_float, text="SGD learning rate (momentum 0.9, weight decay 5e-4, cosine)")
+    _option(parser, "--lr", type=_positive_float, text=f"SGD learning rate (momentum {DEFAULTS.momentum:g}, weight decay {DEFAULTS.weight_decay:g}, cosine)")
 
 
 def _add_attack_options(parser):
@@ -165,9 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--checkpoint", required=True, help="a model saved by 'minirn train' (.npz)")
     _add_data_options(attack, dataset_help="test set to attack (default: the dataset the model was trained on)")
     _add_attack_options(attack)
-    attack.add_argument("--eval-stats", choices=tuple(EVAL_STATS), default="running",
-                        help="statistics of the norm layers: running estimates, the inference batch's, "
-                             "or running mean with batch scale (default running)")
+    attack.add_argument("--eval-stats", choices=tuple(EVAL_STATS), default=EVAL_STATISTICS[0].name,
+                        help="statistics of the norm layers: "
+                             + "; ".join(f"{v.name}, {v.description}" for v in EVAL_STATISTICS))
     _option(attack, "--examples", field="eval_examples", type=_positive_int, text="test examples attacked")
     _option(attack, "--batch-size", field="eval_batch_size", type=_positive_int,
             text="evaluation batch size (matters for batch statistics)")
@@ -187,7 +191,7 @@ def _config(args, **fields) -> ReproduceConfig:
     if getattr(args, "no_progress", False):
         given["progress"] = False
     if getattr(args, "quick", False):
-        return reproduce_module.quick_config(**given).validate()
+        return quick_config(**given).validate()
     return ReproduceConfig(**given).validate()
 
 
@@ -197,7 +201,9 @@ def _load_data(config):
 
 # --- the subcommands -----------------------------------------------------------------------------------------
 def _reproduce(args):
-    reproduce_module.run(_config(args))
+    from minirn.experiments import reproduce  # noqa: PLC0415  (only this subcommand runs the experiment pipeline)
+
+    reproduce.run(_config(args))
 
 
 def _train(args):
@@ -215,17 +221,15 @@ def _train(args):
     in_channels, num_classes = data.x_train.shape[1], data.num_classes
     for path in (args.out, checkpoint):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    minirn.manual_seed(args.seed)
-    model = build_model(config, args.norm, in_channels, num_classes)
-    optimizer = optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    scheduler = optim.CosineAnnealingLR(optimizer, T_max=config.epochs)
     print(f"minirn train: {config.model} with norm {args.norm} on {config.dataset} ({len(data.x_train)} train / "
           f"{len(data.x_test)} test), {config.epochs} epochs, lr {config.lr:g}, batch {config.batch_size}, seed {args.seed}"
           + (f", PGD adversarial training ε={adversarial.eps:g} ({adversarial.attack_mode} mode)" if adversarial else ""))
-    history = fit(model, (data.x_train, data.y_train), config.epochs, optimizer, scheduler, adversarial, args.seed,
-                  test_data=(data.x_test, data.y_test), batch_size=config.batch_size,
-                  augment="cifar" if data.name == "cifar10" else None, checkpoint=checkpoint,
-                  resume=args.resume, progress=config.progress, description=f"{args.norm} seed {args.seed}")
+    model, history = train_model(
+        lambda: config.build_model(args.norm, in_channels, num_classes), config.recipe(),
+        (data.x_train, data.y_train), args.seed, adversarial, test_data=(data.x_test, data.y_test),
+        augment="cifar" if data.name == "cifar10" else None, checkpoint=checkpoint, resume=args.resume,
+        progress=config.progress, description=f"{args.norm} seed {args.seed}",
+    )
     print("| epoch | train loss | train acc (%) | test acc (%) | lr | seconds |\n|---|---|---|---|---|---|")
     for h in history:
         print(f"| {h['epoch']} | {h['train_loss']:.4f} | {100 * h['train_acc']:.1f} | {100 * h['test_acc']:.1f} "
@@ -262,7 +266,7 @@ def _attack(args):
     weights, meta = _read_model_checkpoint(args.checkpoint)
     config = _config(args, model=meta["model"], norms=(meta["norm"],), p=float(meta["p"]),
                      dataset=args.dataset or meta["dataset"])
-    model = build_model(config, meta["norm"], meta["in_channels"], meta["num_classes"])
+    model = config.build_model(meta["norm"], meta["in_channels"], meta["num_classes"])
     try:
         model.load_state_dict(weights)
     except (KeyError, ValueError) as exc:

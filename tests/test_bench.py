@@ -1,4 +1,4 @@
-"""Tests of minirn/bench.py: the benchmark runs with and without PyTorch, and both sides time the same networks."""
+"""Tests of minirn/bench/: the benchmark runs with and without PyTorch, and both sides time the same networks."""
 import math
 
 import numpy as np
@@ -54,7 +54,7 @@ def test_run_with_torch():
 @pytest.mark.parametrize("workload", list(bench.WORKLOADS))
 def test_torch_twins_have_the_same_parameters(workload):
     pytest.importorskip("torch")
-    from minirn._torch_reference import torch_model
+    from minirn.bench.torch_twins import torch_model
 
     arch, norm, shape = bench.WORKLOADS[workload]
     ours = bench.minirn_model(arch, norm, shape, "cpu")
@@ -66,3 +66,4 @@ def test_torch_twins_have_the_same_parameters(workload):
     our_buffers = sorted(tuple(b.shape) for b in ours.buffers())
     their_buffers = sorted(tuple(b.shape) for name, b in theirs.named_buffers() if "num_batches" not in name)
     assert our_buffers == their_buffers
+    assert list(ours.state_dict()) == [k for k in theirs.state_dict() if "num_batches" not in k]  # same names

@@ -52,6 +52,12 @@ def test_no_subcommand_prints_the_help_and_fails(capsys):
         assert command in err
 
 
+def test_train_and_attack_do_not_need_the_experiment_pipeline():
+    code = "import sys, minirn.cli; print('minirn.experiments.reproduce' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout.strip() == "False"
+
+
 def test_help_exits_zero(capsys):
     status, out, _ = run(["train", "--help"], capsys)
     assert status == 0 and "--adversarial-eps" in out and "(default 128)" in out
@@ -221,7 +227,7 @@ def test_train_passes_adversarial_training_to_fit(monkeypatch, tmp_path, capsys)
         calls.append((epochs, scheduler.T_max, adversarial, seed, kwargs))
         return [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "test_acc": 0.25, "lr": 0.1, "seconds": 0.0}]
 
-    monkeypatch.setattr(cli, "fit", fake_fit)
+    monkeypatch.setattr("minirn.train.fit", fake_fit)  # what train_model calls after seed, model, SGD, schedule
     out = tmp_path / "sub" / "adv.npz"
     status, out_text, err = run(["train", "--dataset", "digits", "--norm", "rn", "--p", "0.5", "--epochs", "3",
                                  "--adversarial-eps", "0.1", "--adversarial-steps", "2", "--attack-mode", "train",

@@ -1,4 +1,6 @@
 """Tests of minirn/models.py: small_cnn and the CIFAR ResNet (structure, counts, end-to-end gradients)."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -58,6 +60,11 @@ def test_small_cnn_parameter_count_closed_form():
 def test_norm_factory_and_unknown_norm():
     model = models.small_cnn(norm=lambda c: nn.GroupNorm(2, c))
     assert [m.num_groups for m in model.modules() if isinstance(m, nn.GroupNorm)] == [2, 2, 2]
+    assert [m.p for m in nn.norm_layers(models.small_cnn(functools.partial(nn.RobustNorm2d, p=0.5)))] == [0.5] * 3
+    assert [m.p for m in nn.norm_layers(models.resnet(8, norm="rn", p=0.5))] == [0.5] * 9  # p= is that partial
+    assert all(m.p == 0.2 for m in nn.norm_layers(models.small_cnn("rn")))  # the layer's default
+    with pytest.raises(ValueError, match="p must be a positive number"):  # checked by the layer
+        models.small_cnn("rn", p=-1.0)
     for bad in ("batchnorm", "BN", None, ""):
         with pytest.raises(ValueError, match="unknown norm"):
             models.small_cnn(bad)
@@ -132,51 +139,24 @@ def test_resnet_depth_must_be_6n_plus_2(depth):
         models.resnet(depth)
 
 
-# --- against a PyTorch build of the same architecture ------------------------------------------------------
-def torch_resnet(torch, depth, width=16, in_channels=3, num_classes=10):
-    """The same CIFAR ResNet (BatchNorm, option-B shortcuts), built in PyTorch with the same attribute names."""
-    tnn = torch.nn
-
-    class Block(tnn.Module):
-        def __init__(self, c_in, c_out, stride):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-            self.norm1 = tnn.BatchNorm2d(c_out)
-            self.conv2 = tnn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-            self.norm2 = tnn.BatchNorm2d(c_out)
-            if stride != 1 or c_in != c_out:
-                self.shortcut = tnn.Sequential(tnn.Conv2d(c_in, c_out, 1, stride, bias=False), tnn.BatchNorm2d(c_out))
-            else:
-                self.shortcut = tnn.Identity()
-
-        def forward(self, x):
-            out = torch.relu(self.norm1(self.conv1(x)))
-            return torch.relu(self.norm2(self.conv2(out)) + self.shortcut(x))
-
-    class Net(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            n = (depth - 2) // 6
-            self.stem = tnn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-            self.stem_norm = tnn.BatchNorm2d(width)
-            blocks, c = [], width
-            for stage, c_out in enumerate((width, 2 * width, 4 * width)):
-                for i in range(n):
-                    blocks.append(Block(c, c_out, 2 if stage > 0 and i == 0 else 1))
-                    c = c_out
-            self.blocks = tnn.Sequential(*blocks)
-            self.fc = tnn.Linear(c, num_classes)
-
-        def forward(self, x):
-            out = self.blocks(torch.relu(self.stem_norm(self.stem(x))))
-            return self.fc(out.mean(dim=(2, 3)))
-
-    return Net()
+def test_build_by_name():
+    small = models.build("small-cnn", "rn", p=0.5, in_channels=3, num_classes=4)
+    assert type(small) is nn.Sequential and small[0].in_channels == 3 and small[-1].weight.shape == (4, 64)
+    assert [m.p for m in nn.norm_layers(small)] == [0.5] * 3
+    deep = models.build("resnet14", "bn", in_channels=1, num_classes=10)
+    assert isinstance(deep, models.ResNet) and deep.depth == 14 and deep.stem.in_channels == 1
+    with pytest.raises(ValueError, match="unknown model 'vgg16'"):
+        models.build("vgg16", in_channels=3, num_classes=10)
+    with pytest.raises(ValueError, match="resnet21.*6n\\+2"):
+        models.build("resnet21", in_channels=3, num_classes=10)
 
 
+# --- against the PyTorch twin of the same architecture (minirn.bench.torch_twins) ----------------------------
 def test_resnet20_matches_torch_count_and_names():
-    torch = pytest.importorskip("torch")
-    theirs = torch_resnet(torch, 20)
+    pytest.importorskip("torch")
+    from minirn.bench import torch_twins
+
+    theirs = torch_twins.ResNet(20)
     ours = models.resnet(20)
     assert count(ours) == sum(p.numel() for p in theirs.parameters())
     torch_state = {k: v for k, v in theirs.state_dict().items() if not k.endswith("num_batches_tracked")}
@@ -186,8 +166,10 @@ def test_resnet20_matches_torch_count_and_names():
 
 def test_resnet_with_torch_weights_gives_torch_outputs(device, rng):
     torch = pytest.importorskip("torch")
+    from minirn.bench import torch_twins
+
     torch.manual_seed(0)
-    theirs = torch_resnet(torch, 8, width=4).double()
+    theirs = torch_twins.ResNet(8, width=4).double()
     with torch.no_grad():  # non-trivial running statistics and affine parameters
         for module in theirs.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

@@ -6,7 +6,7 @@ import minirn
 from minirn import backend, models, optim
 from minirn.data import DataLoader, load_dataset
 from minirn.serialization import CheckpointError
-from minirn.train import AdversarialTraining, accuracy, fit, predict
+from minirn.train import AdversarialTraining, Recipe, accuracy, fit, predict, train_model
 from tests.conftest import to_numpy
 
 
@@ -27,6 +27,20 @@ def train(digits, epochs, *, init_seed=0, seed=0, total_epochs=None, adversarial
     history = fit(model, (x, y), epochs, optimizer, scheduler, adversarial, seed, test_data=(x_test, y_test),
                   batch_size=64, checkpoint=checkpoint, resume=resume, progress=False)
     return model, history
+
+
+def test_train_model_is_seed_build_sgd_cosine_fit(digits):
+    x, y, x_test, y_test = digits
+    recipe = Recipe(epochs=2, batch_size=64, lr=0.1)
+    model, history = train_model(lambda: models.small_cnn(norm="bn"), recipe, (x, y), seed=3,
+                                 test_data=(x_test, y_test), progress=False)
+    minirn.manual_seed(3)
+    expected = models.small_cnn(norm="bn")
+    optimizer = optim.SGD(expected.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    scheduler = optim.CosineAnnealingLR(optimizer, T_max=2)
+    fit(expected, (x, y), 2, optimizer, scheduler, seed=3, batch_size=64, progress=False)
+    assert_same_weights(model, expected)
+    assert [h["lr"] for h in history] == [0.1, 0.05] and all("test_acc" in h for h in history)
 
 
 def weights(model):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from minirn import backend
-from minirn.attacks import common
+from minirn.attacks import checks, geometry, objective
 from minirn.autograd.grad_mode import enable_grad
 from minirn.autograd.tensor import Tensor
 from minirn.nn import functional as F
@@ -40,20 +40,20 @@ def cw_l2(model, x, y, *, eps=None, c=1.0, kappa=0.0, steps=100, lr=0.05, binary
     x: (N, C, H, W) array or Tensor in ``clip``; y: (N,) labels.  ``seed`` is accepted for a uniform
     signature (the attack is deterministic).  Returns x' with the kind, shape and dtype of x.
     """
-    x, labels, was_tensor, (low, high) = common.prepare("cw_l2", x, y, clip, eps, None, steps, norm)
-    common.check_number("cw_l2: c", c, positive=True)
-    common.check_number("cw_l2: lr (step size)", lr)
-    common.check_number("cw_l2: kappa", kappa)
-    common.check_int("cw_l2: binary_search_steps", binary_search_steps)
+    x, labels, was_tensor, (low, high) = checks.prepare("cw_l2", x, y, clip, eps, None, steps, norm)
+    checks.check_number("cw_l2: c", c, positive=True)
+    checks.check_number("cw_l2: lr (step size)", lr)
+    checks.check_number("cw_l2: kappa", kappa)
+    checks.check_int("cw_l2: binary_search_steps", binary_search_steps)
     if eps == 0:
-        return common.finish(common.copy(x), was_tensor)
+        return checks.finish(checks.copy(x), was_tensor)
     xp = backend.array_namespace(x)
     n, half = x.shape[0], (high - low) / 2.0
     w_start = xp.atanh(xp.clip((x - low) / half - 1.0, -1.0 + 1e-6, 1.0 - 1e-6))
     full = lambda value: xp.full((n,), value, dtype=x.dtype, device=x.device)  # noqa: E731
     c_now, c_low, c_high = full(float(c)), full(0.0), full(_NO_UPPER_BOUND)
     best_adv, best_distance = x, full(float("inf"))
-    with common.model_untouched(model):
+    with objective.model_untouched(model):
         for _ in range(binary_search_steps):
             w = Tensor(w_start, requires_grad=True)
             optimizer = Adam([w], lr=lr)
@@ -68,17 +68,17 @@ def cw_l2(model, x, y, *, eps=None, c=1.0, kappa=0.0, steps=100, lr=0.05, binary
                 success = (margin.data < 0.0) & (margin.data <= -float(kappa))
                 better = success & (distance.data < best_distance)
                 best_distance = xp.where(better, distance.data, best_distance)
-                best_adv = xp.where(common.per_example(better, x.ndim), x_adv.data, best_adv)
+                best_adv = xp.where(geometry.per_example(better, x.ndim), x_adv.data, best_adv)
                 found = found | success
                 optimizer.step()
                 optimizer.zero_grad()
             c_high = xp.where(found, xp.minimum(c_high, c_now), c_high)
             c_low = xp.where(found, c_low, xp.maximum(c_low, c_now))
             c_now = xp.where(c_high < _NO_UPPER_BOUND, (c_low + c_high) / 2.0, c_now * 10.0)
-    best_adv = common.clip_box(best_adv, low, high)
+    best_adv = geometry.clip_box(best_adv, low, high)
     if eps is not None:
-        best_adv = common.project(best_adv, x, eps, low, high, norm)
-    return common.finish(best_adv, was_tensor)
+        best_adv = geometry.project(best_adv, x, eps, low, high, norm)
+    return checks.finish(best_adv, was_tensor)
 
 
 def _margin(logits, labels, targeted):

@@ -25,9 +25,10 @@ import math
 from tqdm.auto import tqdm
 
 from minirn import backend
-from minirn.attacks import common
+from minirn.attacks import geometry, objective
+from minirn.attacks.checks import check_int, prepare
 from minirn.attacks.fgsm import fgsm
-from minirn.attacks.pgd import pgd
+from minirn.attacks.pgd import paper_step_size, pgd
 from minirn.autograd.grad_mode import freeze_running_stats, no_grad
 from minirn.autograd.tensor import Tensor
 
@@ -36,18 +37,18 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
                   seed=0, transfer_model=None, noise_draws=20, tolerance=0.02, clip=(0.0, 1.0), progress=False):
     """Run the gradient-masking checks at budget ``eps`` and report each with its numbers.
 
-    x: (N, C, H, W) in ``clip``; y: (N,) labels.  PGD uses ``steps`` steps of ``alpha`` (ε/10 by
-    default) with a random start and ``restarts`` runs.  Batches of ``batch_size`` (all of x by
-    default) are attacked and classified together, as in :func:`~minirn.attacks.evaluate`.
+    x: (N, C, H, W) in ``clip``; y: (N,) labels.  PGD uses ``steps`` steps of ``alpha`` (by default
+    ε/10, :func:`~minirn.attacks.pgd.paper_step_size`) with a random start and ``restarts`` runs.
+    Batches of ``batch_size`` (all of x by default) are attacked and classified together, as in :func:`~minirn.attacks.evaluate`.
     ``transfer_model``: a second, independently trained model; without it that check is skipped
     (``passed: None`` with a note).  Returns ``{"passed": bool, "checks": {name: {"passed": ...,
     numbers...}}, "config": {...}}`` of plain Python types; ``passed`` is True when no check failed.
     """
-    x, labels, _, (low, high) = common.prepare("sanity_checks", x, y, clip, eps, alpha, steps, norm)
-    seed = common.check_int("sanity_checks: seed", seed, minimum=0)
+    x, labels, _, (low, high) = prepare("sanity_checks", x, y, clip, eps, alpha, steps, norm)
+    seed = check_int("sanity_checks: seed", seed, minimum=0)
     n = x.shape[0]
-    batch_size = n if batch_size is None else common.check_int("sanity_checks: batch_size", batch_size)
-    alpha = eps / 10.0 if alpha is None else alpha
+    batch_size = n if batch_size is None else check_int("sanity_checks: batch_size", batch_size)
+    alpha = paper_step_size(eps) if alpha is None else alpha
     batches = [(x[s : s + batch_size, ...], labels[s : s + batch_size]) for s in range(0, n, batch_size)]
     bar = tqdm(total=9, disable=not progress, desc="sanity checks")
 
@@ -55,7 +56,7 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
         """Per example: still correctly classified by ``target`` after ``attack(batch_x, batch_y, b)``?"""
         out = []
         for b, (xb, yb) in enumerate(batches):
-            out += _to_list(common.predict(target, attack(xb, yb, b)) == yb)
+            out += _to_list(objective.predict(target, attack(xb, yb, b)) == yb)
         return out
 
     def pgd_attack(budget, step, steps_=steps, restarts_=restarts, source=model):
@@ -75,7 +76,7 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     bar.update(1)
 
     large = (high - low) * (1.0 if norm == "linf" else math.sqrt(_dimension(x)))
-    large_acc = _mean(robust(pgd_attack(large, large / 10.0)))
+    large_acc = _mean(robust(pgd_attack(large, paper_step_size(large))))
     checks["large_eps_reaches_zero"] = {"passed": large_acc == 0.0, "eps": large, "pgd_accuracy": large_acc}
     bar.update(1)
 
@@ -146,9 +147,9 @@ def _noise_attack(eps, norm, draws, seed, low, high, model):
         for _ in range(draws):
             g = backend.normal(generator, tuple(xb.shape), dtype=backend.dtype_name(xb.dtype),
                                device=backend.device_of(xb))
-            x_noisy = common.clip_box(xb + eps * common.steepest_ascent(g, norm), low, high)
-            hit = (common.predict(model, x_noisy) != yb) & ~fooled
-            worst = xp.where(common.per_example(hit, xb.ndim), x_noisy, worst)
+            x_noisy = geometry.clip_box(xb + eps * geometry.steepest_ascent(g, norm), low, high)
+            hit = (objective.predict(model, x_noisy) != yb) & ~fooled
+            worst = xp.where(geometry.per_example(hit, xb.ndim), x_noisy, worst)
             fooled = fooled | hit
         return worst
 
@@ -157,9 +158,9 @@ def _noise_attack(eps, norm, draws, seed, low, high, model):
 
 def _zero_gradients(model, batches, n, tolerance):
     zero_entries = entries = zero_examples = 0
-    with common.model_untouched(model):
+    with objective.model_untouched(model):
         for xb, yb in batches:
-            grad, _, _ = common.input_gradient(model, xb, yb, targeted=False)
+            grad, _, _ = objective.input_gradient(model, xb, yb, targeted=False)
             xp = backend.array_namespace(grad)
             zero = xp.reshape(grad == 0.0, (grad.shape[0], -1))
             zero_entries += int(xp.sum(xp.astype(zero, xp.int64)))

@@ -19,102 +19,22 @@ import time
 import numpy as np
 
 import minirn
-from minirn import backend, models, optim
-from minirn.attacks import evaluate, pgd, sanity_checks
+from minirn import backend
+from minirn.attacks import evaluate, madry_step_size, pgd, sanity_checks
 from minirn.data import load_dataset
 from minirn.experiments import figures, report
+from minirn.experiments.config import ATTACKS, ReproduceConfig, attack_settings, quick_config  # noqa: F401 (public here too)
 from minirn.experiments.norm_stats import statistics_shift
-from minirn.nn import norm_layers, set_norm_eval_stats
-from minirn.train import fit, predict
+from minirn.nn import EVAL_STATISTICS, norm_layers, set_norm_eval_stats
+from minirn.train import predict, train_model
 
-EVAL_VARIANTS = (("running", "running"), ("batch", "batch"), ("running", "batch"))
-ATTACKS = ("fgsm", "pgd", "bim", "mim", "cw")
-
-
-@dataclasses.dataclass
-class ReproduceConfig:
-    """Everything that defines a reproduction run (all of it is written to results.json)."""
-
-    dataset: str = "mnist-5k"
-    model: str = "small-cnn"
-    norms: tuple = ("none", "bn", "rn")
-    p: float = 0.2
-    epochs: int = 8
-    batch_size: int = 128
-    lr: float = 0.5  # one recipe for every norm: at 0.2 the RobustNorm and unnormalised nets are far from converged in 8 epochs
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    seeds: int = 3
-    attacks: tuple = ("fgsm", "pgd")
-    eps: tuple = (0.02, 0.05, 0.1)
-    pgd_steps: int = 10
-    eval_examples: int = 250
-    eval_batch_size: int = 250
-    sanity_examples: int = 100
-    device: str = "cpu"
-    out: str = "results"
-    quick: bool = False
-    resume: bool = False
-    download: bool = False
-    data_root: str | None = None
-    progress: bool = dataclasses.field(default_factory=lambda: sys.stderr.isatty())
-
-    def validate(self):
-        """Raise ValueError with one clear line for any bad setting."""
-        if self.model != "small-cnn" and not (self.model.startswith("resnet") and self.model[6:].isdigit()):
-            raise ValueError(f"unknown model {self.model!r}; expected small-cnn, resnet20 or resnetN (N = 6n+2)")
-        for norm in self.norms:
-            if norm not in models.NORMS:
-                raise ValueError(f"unknown norm {norm!r}; expected a comma-separated subset of {', '.join(models.NORMS)}")
-        for attack in self.attacks:
-            if attack not in ATTACKS:
-                raise ValueError(f"unknown attack {attack!r}; expected a subset of {', '.join(ATTACKS)}")
-        for name in ("epochs", "batch_size", "seeds", "pgd_steps", "eval_examples", "eval_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if not self.eps or any(not e > 0 for e in self.eps):
-            raise ValueError(f"--eps must be positive numbers, got {list(self.eps)}")
-        if not self.lr > 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
-        if not self.p > 0:
-            raise ValueError(f"--p must be positive, got {self.p}")
-        backend.check_device(self.device)
-        if self.model.startswith("resnet"):
-            depth = int(self.model[6:])
-            if depth < 8 or (depth - 2) % 6:
-                raise ValueError(f"--model {self.model}: ResNet depth must be 6n+2 (8, 14, 20, 32, ...)")
-        return self
-
-
-def quick_config(**overrides) -> ReproduceConfig:
-    """A tiny run for smoke tests (``--quick``): sklearn's 8x8 digits, 2 epochs, 2 seeds, few examples."""
-    base = dict(dataset="digits", epochs=2, seeds=2, eps=(0.1, 0.3), pgd_steps=3, eval_examples=96,
-                eval_batch_size=48, sanity_examples=48, quick=True)
-    base.update(overrides)
-    return ReproduceConfig(**base)
-
-
-def build_model(config: ReproduceConfig, norm: str, in_channels: int, num_classes: int):
-    if config.model == "small-cnn":
-        model = models.small_cnn(norm=norm, p=config.p, in_channels=in_channels, num_classes=num_classes)
-    else:
-        model = models.resnet(int(config.model[6:]), norm=norm, p=config.p, in_channels=in_channels, num_classes=num_classes)
-    return model.to(config.device)
+#: ``(mean, scale)`` of the paper's eval-statistics variants, in the order of :data:`minirn.nn.EVAL_STATISTICS`.
+EVAL_VARIANTS = tuple(variant.setting for variant in EVAL_STATISTICS)
 
 
 def eval_variants(norm: str):
     """The eval-statistics settings worth comparing for a norm (only batch norms have running statistics)."""
     return EVAL_VARIANTS if norm in ("bn", "rn") else (None,)
-
-
-def attack_settings(config: ReproduceConfig) -> dict:
-    """``{attack: overrides}`` for :func:`minirn.attacks.evaluate`: iterative attacks take
-    ``pgd_steps`` steps of α = 2.5 ε / steps (Madry et al.'s rule), PGD with a random start."""
-    steps = config.pgd_steps
-    iterative = {"steps": steps, "alpha_factor": 2.5 / steps}
-    settings = {"pgd": {**iterative, "random_start": True}, "bim": iterative, "mim": iterative}
-    return {name: settings.get(name) for name in config.attacks}
 
 
 def _seconds(start):
@@ -161,17 +81,12 @@ def run(config: ReproduceConfig, log=print) -> dict:
 
 
 def _train_and_evaluate(config, data, norm, seed, in_channels, num_classes, x_eval, y_eval, log):
-    minirn.manual_seed(seed)
-    model = build_model(config, norm, in_channels, num_classes)
-    optimizer = optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    scheduler = optim.CosineAnnealingLR(optimizer, T_max=config.epochs)
     checkpoint = os.path.join(config.out, "checkpoints", f"{norm}-seed{seed}.npz")
     os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
     start = time.perf_counter()
-    history = fit(
-        model, (data.x_train, data.y_train), config.epochs, optimizer, scheduler, seed=seed,
-        test_data=(data.x_test, data.y_test), batch_size=config.batch_size,
-        augment="cifar" if data.name == "cifar10" else None,
+    model, history = train_model(
+        lambda: config.build_model(norm, in_channels, num_classes), config.recipe(), (data.x_train, data.y_train),
+        seed, test_data=(data.x_test, data.y_test), augment="cifar" if data.name == "cifar10" else None,
         checkpoint=checkpoint, resume=config.resume, progress=config.progress, description=f"{norm} seed {seed}",
     )
     train_seconds = _seconds(start)
@@ -190,7 +105,7 @@ def _train_and_evaluate(config, data, norm, seed, in_channels, num_classes, x_ev
     set_norm_eval_stats(model, "running", "running")
     if norm_layers(model):
         x_adv = pgd(model, x_eval[: config.eval_batch_size], y_eval[: config.eval_batch_size], max(config.eps),
-                    2.5 * max(config.eps) / config.pgd_steps, config.pgd_steps, seed=seed)
+                    madry_step_size(max(config.eps), config.pgd_steps), config.pgd_steps, seed=seed)
         record["statistics_shift"] = statistics_shift(model, x_eval[: config.eval_batch_size], x_adv)
     record["eval_seconds"] = _seconds(start)
     best = record["variants"][0]["accuracy"]
@@ -220,7 +135,7 @@ def _sanity(config, trained, x_eval, y_eval, log) -> dict:
         model = trained[(norm, 0)]
         transfer = trained.get((norm, 1))
         eps = max(config.eps)
-        checks = sanity_checks(model, x, y, eps, steps=config.pgd_steps, alpha=2.5 * eps / config.pgd_steps,
+        checks = sanity_checks(model, x, y, eps, steps=config.pgd_steps, alpha=madry_step_size(eps, config.pgd_steps),
                                transfer_model=transfer, batch_size=config.eval_batch_size, seed=0, progress=False)
         out[norm] = checks
         failed = [name for name, check in checks["checks"].items() if check.get("passed") is False]
@@ -248,7 +163,7 @@ def _figures(config, results, trained, x_eval, y_eval) -> list:
     k = 8
     x, y = x_eval[:k], y_eval[:k]
     eps = max(config.eps)
-    x_adv = pgd(model, x, y, eps, 2.5 * eps / config.pgd_steps, config.pgd_steps, seed=0)
+    x_adv = pgd(model, x, y, eps, madry_step_size(eps, config.pgd_steps), config.pgd_steps, seed=0)
     figures.example_grid(x, backend.to_host(x_adv), y, predict(model, x), predict(model, x_adv),
                          title=f"{norm}, PGD ε={eps:g}: clean (top) vs adversarial (bottom); red = wrong",
                          path=path("examples.png"))

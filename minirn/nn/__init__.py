@@ -16,17 +16,20 @@ from minirn.nn.layers import (
 )
 from minirn.nn.module import Identity, Module, Parameter, Sequential
 from minirn.nn.norm import (
+    EVAL_STATISTICS,
     BatchNorm2d,
+    EvalStats,
     GroupNorm,
     LayerNorm,
     RobustNorm2d,
+    eval_statistics,
     get_norm_eval_stats,
     norm_layers,
     set_norm_eval_stats,
 )
 
 __all__ = [
-    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "GlobalAvgPool2d", "GroupNorm",
+    "EVAL_STATISTICS", "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "EvalStats", "Flatten", "GlobalAvgPool2d", "GroupNorm",
     "Identity", "LayerNorm", "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "RobustNorm2d",
-    "Sequential", "functional", "get_norm_eval_stats", "init", "norm_layers", "set_norm_eval_stats",
+    "Sequential", "eval_statistics", "functional", "get_norm_eval_stats", "init", "norm_layers", "set_norm_eval_stats",
 ]

@@ -5,15 +5,10 @@ The equations and their derivatives live in
 running estimates and the choice of statistics.
 
 Which statistics a batch norm layer uses (the paper's central experiment):
-
-========================  ===========================  =============================
-mode                      centre (``mean``)            scale (``var`` / ``range``)
-========================  ===========================  =============================
-training                  batch                        batch
-eval, default             ``eval_mean="running"``      ``eval_scale="running"``
-eval, batch statistics    ``eval_mean="batch"``        ``eval_scale="batch"``
-eval, tracked mean only   ``eval_mean="running"``      ``eval_scale="batch"``
-========================  ===========================  =============================
+in training mode always the batch's; in eval mode the choice of ``eval_mean``
+and ``eval_scale``, each ``"running"`` or ``"batch"``.  The three choices the
+paper compares, with the paper's names for them, are :data:`EVAL_STATISTICS`,
+the one table of them that the CLI, ``minirn reproduce`` and the tests read.
 
 In training mode the running estimates follow an exponential moving average,
 ``running = (1 - momentum) * running + momentum * batch``, except inside
@@ -22,6 +17,8 @@ never updates them, whatever statistics it uses.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from minirn import backend
 from minirn.autograd.grad_mode import running_stats_frozen
 from minirn.nn import functional as F
@@ -29,6 +26,48 @@ from minirn.nn.layers import check_positive_int
 from minirn.nn.module import Module, Parameter
 
 STATISTICS = ("running", "batch")
+
+
+@dataclass(frozen=True)
+class EvalStats:
+    """One choice of statistics for BatchNorm2d / RobustNorm2d in eval mode, with the paper's names for it.
+
+    name: minirn's name (``minirn attack --eval-stats``); mean, scale: ``"running"`` or ``"batch"``, the
+    arguments of :func:`set_norm_eval_stats`; paper_bn, paper_rn: what the paper (PAPER.md, "Variants in
+    the authors' code") calls this choice for BatchNorm and for RobustNorm.
+    """
+
+    name: str
+    mean: str
+    scale: str
+    paper_bn: str
+    paper_rn: str
+    description: str
+
+    @property
+    def setting(self) -> tuple:
+        """``(mean, scale)``, as :func:`set_norm_eval_stats` and :func:`get_norm_eval_stats` take and give them."""
+        return (self.mean, self.scale)
+
+
+#: The eval-statistics variants the paper compares (the default first).  The fourth mix, batch mean with
+#: running scale, is allowed by :func:`set_norm_eval_stats` but is none of the paper's.
+EVAL_STATISTICS = (
+    EvalStats("running", "running", "running", paper_bn="BN", paper_rn="RNT",
+              description="running estimates from training (the default)"),
+    EvalStats("batch", "batch", "batch", paper_bn="BN without tracking", paper_rn="RN",
+              description="the inference batch's mean and scale (the paper's hypothesis test)"),
+    EvalStats("running-mean", "running", "batch", paper_bn="BN, tracked mean only", paper_rn="RNM",
+              description="running mean, the inference batch's scale"),
+)
+
+
+def eval_statistics(name: str) -> EvalStats:
+    """The entry of :data:`EVAL_STATISTICS` called ``name`` ("running", "batch" or "running-mean")."""
+    for variant in EVAL_STATISTICS:
+        if variant.name == name:
+            return variant
+    raise ValueError(f"unknown eval statistics {name!r}; expected one of {', '.join(v.name for v in EVAL_STATISTICS)}")
 
 
 class _BatchStatNorm2d(Module):
@@ -201,8 +240,8 @@ def set_norm_eval_stats(model, mean="running", scale="running"):
 
     ``mean``, ``scale``: ``"running"`` (population estimates from training) or
     ``"batch"`` (statistics of the inference batch).  Returns ``model``.
-    ``("batch", "batch")`` is the paper's hypothesis test; ``("running", "batch")``
-    the tracked-mean-only variant.
+    The paper's three choices are :data:`EVAL_STATISTICS`:
+    ``set_norm_eval_stats(model, *variant.setting)``.
     """
     for name, value in (("mean", mean), ("scale", scale)):
         if value not in STATISTICS:

@@ -168,3 +168,14 @@ def test_evaluate_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         attacks.evaluate(Threshold(), x, y, args.pop("attacks"), args.pop("eps_list"), args.pop("batch_size"),
                          progress=False, **args)
+
+
+def test_default_step_size_is_the_paper_rule(digits):
+    """BIM, MIM and PGD default to α = ε/10 (paper_step_size); evaluate forms it as alpha_factor·ε = 0.1·ε."""
+    model, x, y = digits
+    eps_list = [0.05, 0.1, 0.3]
+    result = attacks.evaluate(model, x[:8], y[:8], {"pgd": {"steps": 1}}, eps_list, 8, seed=0, progress=False)
+    for name in ("bim", "mim", "pgd"):
+        assert attacks.DEFAULTS[name]["alpha_factor"] == attacks.paper_step_size(1.0) == 0.1
+    assert result["config"]["attacks"]["pgd"]["alpha"] == [pytest.approx(attacks.paper_step_size(e), rel=1e-15)
+                                                           for e in eps_list]

@@ -7,21 +7,16 @@ from minirn import attacks
 from tests.attacks import images, labels, tiny_cnn
 
 torch = pytest.importorskip("torch")
+torch_twins = pytest.importorskip("minirn.bench.torch_twins")
 pytestmark = pytest.mark.torch
 
 EPS = 0.1
 
 
 def torch_copy(model, training):
-    """The tiny_cnn("bn") architecture in PyTorch, float64, with minirn's weights and buffers."""
-    tm = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-        torch.nn.Conv2d(4, 4, 3, stride=2, padding=1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3),
-    ).double()
-    state = {k.replace("7.", "8."): torch.from_numpy(np.array(v, dtype="float64")) for k, v in model.state_dict().items()}
-    tm.load_state_dict(state, strict=False)
-    return tm.train(training)
+    """The tiny_cnn("bn") architecture in PyTorch (its twin), float64, with minirn's weights and buffers."""
+    tm = torch_twins.conv_net(((4, 1), (4, 2)), "bn", in_channels=1, num_classes=3).double()
+    return torch_twins.load_minirn_state(tm, model).train(training)
 
 
 def torch_grad(tm, x, y):

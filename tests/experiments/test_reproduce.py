@@ -9,6 +9,7 @@ import minirn
 from minirn import cli
 from minirn.experiments import report
 from minirn.experiments.reproduce import EVAL_VARIANTS, ReproduceConfig
+from minirn.nn import EVAL_STATISTICS
 
 ARGV = ["reproduce", "--quick", "--seeds", "1", "--epochs", "1", "--eval-examples", "48", "--no-progress"]
 FIGURES = ["accuracy_vs_eps.png", "training_curves.png", "statistics_shift.png", "examples.png"]
@@ -56,7 +57,8 @@ def test_runs_hold_history_and_every_evaluation_variant(finished):
     for run in results["runs"]:
         assert [h["epoch"] for h in run["history"]] == [1]
         assert all(set(h) == HISTORY_KEYS for h in run["history"])
-        expected = [None] if run["norm"] == "none" else [list(v) for v in EVAL_VARIANTS]
+        expected = [None] if run["norm"] == "none" else [list(v.setting) for v in EVAL_STATISTICS]
+        assert EVAL_VARIANTS == tuple(v.setting for v in EVAL_STATISTICS)
         assert [v["eval_stats"] for v in run["variants"]] == expected
         for variant in run["variants"]:
             assert list(variant["accuracy"]) == columns

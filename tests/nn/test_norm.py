@@ -1,7 +1,7 @@
 """Tests of minirn/nn/norm.py: BatchNorm2d, RobustNorm2d, the eval-statistics switch, GroupNorm, LayerNorm.
 
 Forward values are compared with NumPy references written from the paper's
-equations (``bn_reference``/``rn_reference`` in tests/nn/functional/test_normalization.py).
+equations (``bn_reference``/``rn_reference`` in tests/references.py).
 """
 import numpy as np
 import pytest
@@ -9,14 +9,14 @@ import pytest
 import minirn
 from minirn import backend, models, nn
 from tests.conftest import make_tensor, to_numpy
-from tests.nn.functional.test_normalization import bn_reference, reduce_axes, rn_reference
+from tests.references import bn_reference, reduce_axes, rn_reference
 
 NORMS = {
     "bn": lambda c, **kw: nn.BatchNorm2d(c, **kw),
     "rn": lambda c, **kw: nn.RobustNorm2d(c, p=0.5, **kw),
 }
-# (eval_mean, eval_scale): the paper's BN/RNT, BN-without-tracking/RN, tracked-mean-only/RNM, and the fourth mix
-EVAL_STATS = [("running", "running"), ("batch", "batch"), ("running", "batch"), ("batch", "running")]
+# (eval_mean, eval_scale): the paper's three variants (minirn.nn.EVAL_STATISTICS) and the fourth mix
+EVAL_STATS = [*(variant.setting for variant in nn.EVAL_STATISTICS), ("batch", "running")]
 
 
 def reference(kind, x, gamma, beta, mean=None, scale=None, eps=1e-5):
@@ -244,7 +244,7 @@ def test_batchnorm_batch_of_one_in_training_is_a_clear_error(device):
 
 @pytest.mark.parametrize("p", [0.2, 1.0])
 def test_robust_norm_constant_channel_is_finite_with_documented_gradient(p, device, rng):
-    """Range 0: d = 0^p + ε = ε, x̂ = 0, and ∂r^p/∂r is defined as 0 (the module docstring)."""
+    """Range 0: d = 0^p + ε = ε, x̂ = 0, and ∂r^p/∂r is defined as 0 (``RobustNorm.backward``)."""
     layer = nn.RobustNorm2d(3, p=p)
     values = randomize(layer, rng, device)
     x = rng.normal(size=(4, 3, 2, 2))

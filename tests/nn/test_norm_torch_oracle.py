@@ -2,18 +2,21 @@
 
 BatchNorm2d is compared with ``torch.nn.BatchNorm2d``/``BatchNorm1d`` directly;
 the paper's "batch statistics at inference" with ``track_running_stats=False``.
-RobustNorm has no PyTorch layer, so it is compared with a reference written
-here in torch from the equations, differentiated by torch's autograd (whose
-``amax``/``amin`` split the gradient equally between ties, like minirn).
+RobustNorm has no PyTorch layer, so it is compared with its twin in
+:mod:`minirn.bench.torch_twins`, the equations written in torch and
+differentiated by torch's autograd (whose ``amax``/``amin`` split the gradient
+equally between ties, like minirn).
 """
 import numpy as np
 import pytest
 
 import minirn
 from minirn import nn
+from minirn.nn import EVAL_STATISTICS
 from tests.conftest import make_tensor, to_numpy
 
 torch = pytest.importorskip("torch")
+torch_twins = pytest.importorskip("minirn.bench.torch_twins")
 
 
 def as_torch(a, requires_grad=False):
@@ -138,33 +141,9 @@ def test_state_dict_keys_match_torch_except_num_batches_tracked():
             assert tuple(ours.state_dict()[key].shape) == tuple(value.shape), key
 
 
-# --- RobustNorm2d against a torch reference written from the equations ------------------------------------
-def torch_robust_norm(x, gamma, beta, mean=None, value_range=None, p=0.2, eps=1e-5):
-    """y = γ (x − μ) / (r^p + ε) + β with μ_B and r_B = amax − amin over (N, H, W) unless fixed."""
-    axes = (0,) if x.ndim == 2 else (0, 2, 3)
-    view = (1, -1) + (1,) * (x.ndim - 2)
-    mu = x.mean(dim=axes) if mean is None else mean
-    r = x.amax(dim=axes) - x.amin(dim=axes) if value_range is None else value_range
-    x_hat = (x - mu.reshape(view)) / (r.reshape(view) ** p + eps)
-    return gamma.reshape(view) * x_hat + beta.reshape(view)
-
-
-class TorchRobustNorm(torch.nn.Module):
-    def __init__(self, ours, eval_mean, eval_scale):
-        super().__init__()
-        self.weight = torch.nn.Parameter(as_torch(ours.weight.numpy()))
-        self.bias = torch.nn.Parameter(as_torch(ours.bias.numpy()))
-        self.running_mean = as_torch(to_numpy(ours.running_mean))
-        self.running_range = as_torch(to_numpy(ours.running_range))
-        self.p, self.eval_mean, self.eval_scale = ours.p, eval_mean, eval_scale
-
-    def forward(self, x):
-        mean = self.running_mean if self.eval_mean == "running" else None
-        value_range = self.running_range if self.eval_scale == "running" else None
-        return torch_robust_norm(x, self.weight, self.bias, mean, value_range, self.p)
-
-
-EVAL_STATS = [("running", "running"), ("batch", "batch"), ("running", "batch"), ("batch", "running")]
+# --- RobustNorm2d against its torch twin, the equations written in torch ------------------------------------
+# the paper's three eval variants (minirn.nn.EVAL_STATISTICS) and the fourth mix, batch mean with running scale
+EVAL_STATS = [*(variant.setting for variant in EVAL_STATISTICS), ("batch", "running")]
 
 
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
@@ -176,9 +155,12 @@ def test_robust_norm_matches_torch_reference(eval_stats, p, ties, device, rng):
         "weight": rng.uniform(0.5, 2.0, 3), "bias": rng.normal(size=3),
         "running_mean": rng.normal(size=3), "running_range": rng.uniform(1.0, 4.0, 3),
     })
+    theirs = torch_twins.RobustNorm2d(3, p=p).double()
+    copy_into_torch(ours, theirs)
     if eval_stats is not None:
         nn.set_norm_eval_stats(ours, *eval_stats).eval()
-    theirs = TorchRobustNorm(ours, *(eval_stats or ("batch", "batch")))
+        theirs.eval_mean, theirs.eval_scale = eval_stats
+        theirs.eval()
     x = rng.normal(size=(4, 3, 2, 3))
     if ties:  # integer-valued data: several maxima and minima per channel
         x = np.clip(np.round(x * 1.5), -2.0, 2.0)
@@ -191,15 +173,14 @@ def test_robust_norm_matches_torch_reference(eval_stats, p, ties, device, rng):
 
 def test_robust_norm_running_stats_match_torch_reference(device, rng):
     ours = nn.RobustNorm2d(3, p=0.5, momentum=0.2).double().to(device)
-    running_mean, running_range = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
-    for step in range(4):
-        x = rng.normal(size=(4, 3, 2, 2)) * (step + 1)
-        ours(make_tensor(x, device))
-        tx = as_torch(x)
-        running_mean = 0.8 * running_mean + 0.2 * tx.mean(dim=(0, 2, 3))
-        running_range = 0.8 * running_range + 0.2 * (tx.amax(dim=(0, 2, 3)) - tx.amin(dim=(0, 2, 3)))
-    np.testing.assert_allclose(to_numpy(ours.running_mean), running_mean.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(to_numpy(ours.running_range), running_range.numpy(), rtol=1e-12)
+    theirs = torch_twins.RobustNorm2d(3, p=0.5, momentum=0.2).double()
+    with torch.no_grad():
+        for step in range(4):
+            x = rng.normal(size=(4, 3, 2, 2)) * (step + 1)
+            ours(make_tensor(x, device))
+            theirs(as_torch(x))
+    np.testing.assert_allclose(to_numpy(ours.running_mean), theirs.running_mean.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(ours.running_range), theirs.running_range.numpy(), rtol=1e-12)
 
 
 def test_minirn_gradcheck_agrees_with_torch_gradcheck_on_robust_norm():
@@ -207,7 +188,7 @@ def test_minirn_gradcheck_agrees_with_torch_gradcheck_on_robust_norm():
     x = torch.randn(3, 2, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
     gamma = torch.rand(2, dtype=torch.float64, requires_grad=True)
     beta = torch.rand(2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, g, b: torch_robust_norm(x, g, b, p=0.5), (x, gamma, beta))
+    assert torch.autograd.gradcheck(lambda x, g, b: torch_twins.robust_norm(x, g, b, p=0.5), (x, gamma, beta))
     assert minirn.gradcheck(
         lambda x, g, b: minirn.nn.functional.robust_norm(x, g, b, p=0.5),
         [minirn.tensor(a.detach().numpy(), requires_grad=True) for a in (x, gamma, beta)],

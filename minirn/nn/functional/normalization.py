@@ -1,49 +1,27 @@
-"""BatchNorm and RobustNorm as pure math, plus the batch-independent norms.
+r"""BatchNorm and RobustNorm as pure math, plus the batch-independent norms.
 
-Both batch norms normalise each channel c over the batch and spatial axes
-(N, H, W) of x: (N, C, H, W) (or over N for x: (N, C)):
+Both batch norms normalise each channel over the n values it has on the batch
+and spatial axes (N, H, W) of x: (N, C, H, W) (over N for x: (N, C)), centre
+on the mean :math:`\mu_B = \frac1n\sum_i x_i` and end with :math:`y = \gamma\hat x + \beta`.
+They differ only in the scale:
 
-=============  ===============================================  ==============================
-               BatchNorm (Ioffe & Szegedy 2015)                 RobustNorm (Awais et al. 2020)
-=============  ===============================================  ==============================
-centre         :math:`\\mu_B = \\frac1n\\sum_i x_i`               same
-scale          :math:`\\sigma_B^2 = \\frac1n\\sum_i (x_i-\\mu_B)^2`  :math:`r_B = \\max_i x_i - \\min_i x_i`
-normalise      :math:`\\hat x = (x-\\mu)/\\sqrt{\\sigma^2+\\epsilon}`  :math:`\\hat x = (x-\\mu)/(r^{\\,p}+\\epsilon)`
-affine         :math:`y = \\gamma\\hat x + \\beta`                  same
-=============  ===============================================  ==============================
+================  ===================================  =======================================
+                  BatchNorm (Ioffe & Szegedy 2015)     RobustNorm (Awais, Shamshad & Bae 2020)
+================  ===================================  =======================================
+statistic         variance :math:`\sigma_B^2`          range :math:`r_B = \max x - \min x`
+denominator       :math:`\sqrt{\sigma^2 + \epsilon}`   :math:`r^{\,p} + \epsilon`
+running estimate  ``running_var`` (unbiased variance)  ``running_range`` (the range itself)
+================  ===================================  =======================================
 
-Here :math:`n = N H W`.  The functions take the statistics to *use*:
-``mean=None`` means "the batch mean :math:`\\mu_B`, differentiated through";
-an array means "this fixed estimate" (a running average, no gradient).
-Likewise ``var=None`` / ``value_range=None``.  This one switch expresses every
-variant of the paper (running vs inference-batch statistics); the layers in
-:mod:`minirn.nn.norm` own the running estimates and choose what to pass.
+The forward and backward equations sit in :class:`BatchNorm` and
+:class:`RobustNorm`, beside the lines that compute them.
 
-Backward, with :math:`\\hat g = \\gamma\\,g` the gradient w.r.t. :math:`\\hat x`
-and sums over the n positions of one channel — BatchNorm, :math:`s = (\\sigma^2+\\epsilon)^{-1/2}`:
-
-.. math::
-    \\frac{\\partial L}{\\partial x_i} = s\\,\\hat g_i
-      \\;\\underbrace{-\\; \\frac{s}{n}\\sum_j \\hat g_j}_{\\text{if } \\mu = \\mu_B}
-      \\;\\underbrace{-\\; \\frac{s^2}{n}\\,(x_i-\\mu_B)\\sum_j \\hat g_j \\hat x_j}_{\\text{if } \\sigma^2 = \\sigma_B^2}
-
-(with both batch statistics this is the familiar
-:math:`s(\\hat g_i - \\overline{\\hat g} - \\hat x_i\\overline{\\hat g\\hat x})`).
-RobustNorm, :math:`d = r^p + \\epsilon`:
-
-.. math::
-    \\frac{\\partial L}{\\partial x_i} = \\frac{\\hat g_i}{d}
-      \\;\\underbrace{-\\; \\frac{1}{n d}\\sum_j \\hat g_j}_{\\text{if } \\mu = \\mu_B}
-      \\;\\underbrace{-\\; \\frac{p\\,r^{p-1}}{d}\\Big(\\sum_j \\hat g_j \\hat x_j\\Big)
-         \\Big(\\frac{[x_i = \\max]}{k_{\\max}} - \\frac{[x_i = \\min]}{k_{\\min}}\\Big)}_{\\text{if } r = r_B}
-
-The range's gradient reaches only the arg-max and arg-min (shared equally by
-:math:`k` tied positions).  At :math:`r = 0` (a constant channel)
-:math:`\\partial r^p/\\partial r = p\\,r^{p-1}` is infinite; minirn defines it
-as 0 there.  Nothing is lost: in a constant channel :math:`\\hat x = 0`, so
-the factor :math:`\\sum_j \\hat g_j\\hat x_j` it multiplies is 0 anyway, and no
-NaN or inf can leak.  For both norms :math:`\\partial L/\\partial\\gamma = \\sum_i g_i\\hat x_i`
-and :math:`\\partial L/\\partial\\beta = \\sum_i g_i`.
+The functions take the statistics to *use*: ``mean=None`` means "the batch
+mean :math:`\mu_B`, differentiated through"; an array means "this fixed
+estimate" (a running average, no gradient).  Likewise ``var=None`` /
+``value_range=None``.  This one switch expresses every variant of the paper
+(running vs inference-batch statistics); the layers in :mod:`minirn.nn.norm`
+own the running estimates and choose what to pass.
 """
 from __future__ import annotations
 
@@ -51,35 +29,52 @@ from minirn import backend
 from minirn.autograd.tensor import Function, Tensor
 
 
-def _channel_axes(x):
+def _batch_and_spatial_axes(x):
+    """The axes a batch norm sums over: (0,) for x: (N, C), (0, 2, 3) for x: (N, C, H, W)."""
     if x.ndim not in (2, 4):
         raise ValueError(f"expected input of shape (N, C) or (N, C, H, W), got {tuple(x.shape)}")
     return (0,) if x.ndim == 2 else (0, 2, 3)
 
 
-def _per_channel(v, x):
-    """(C,) -> (1, C) or (1, C, 1, 1), to broadcast against x."""
+def _values_per_channel(x, axes):
+    """n = N H W (or N): how many values of x each channel's statistics are taken over."""
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    return n
+
+
+def _reshape_to_broadcast(v, x):
+    """(C,) -> (1, C) or (1, C, 1, 1), so that v broadcasts against x."""
     xp = backend.array_namespace(v)
     return xp.reshape(v, (1, -1) if x.ndim == 2 else (1, -1, 1, 1))
 
 
-class _BatchStatNorm(Function):
-    """Shared bookkeeping of BatchNorm and RobustNorm: axes, counts, the affine map."""
+def _sum_per_channel(x, y=None):
+    r""":math:`\sum x` (or :math:`\sum x y`) over (N, H, W) per channel, kept as (1, C, 1, 1) / (1, C)."""
+    return _reshape_to_broadcast(backend.channel_sums(x, y), x)
 
-    def _begin(self, x, weight):
-        self.axes = _channel_axes(x)
+
+class _BatchStatisticsNorm(Function):
+    """What BatchNorm and RobustNorm share: the input check, the axes and n, the affine gradients."""
+
+    def _check_input_and_save_layout(self, x, weight):
+        """Check x: (N, C) or (N, C, H, W) against γ: (C,); save the axes, n and γ for ``backward``."""
+        self.axes = _batch_and_spatial_axes(x)
         if weight.shape[0] != x.shape[1]:
             raise ValueError(f"input has {x.shape[1]} channels but the norm expects {weight.shape[0]}")
-        self.n = _count(x, self.axes)
+        backend.array_namespace(x, weight)  # raises if x and γ live on different backends
+        self.n = _values_per_channel(x, self.axes)
         self.weight = weight
-        return backend.array_namespace(x, weight)
 
-    def _sums(self, g):
-        """The two per-channel sums every gradient needs: :math:`\\sum g = \\partial L/\\partial\\beta`
-        and :math:`\\sum g\\hat x = \\partial L/\\partial\\gamma` (kept as (1, C, 1, 1))."""
-        return _channel_sums(g), _channel_sums(g, self.x_hat)
+    def _sum_grad_and_grad_times_x_hat(self, g):
+        r"""The two per-channel sums every gradient needs, :math:`\sum_i g_i` and
+        :math:`\sum_i g_i\hat x_i`, kept as (1, C, 1, 1) / (1, C)."""
+        return _sum_per_channel(g), _sum_per_channel(g, self.x_hat)
 
-    def _affine_grads(self, sum_g, sum_g_x_hat):
+    def _affine_parameter_gradients(self, sum_g, sum_g_x_hat):
+        r""":math:`\partial L/\partial\gamma = \sum_i g_i\hat x_i` and :math:`\partial L/\partial\beta = \sum_i g_i`
+        as (C,) arrays (None where not wanted)."""
         xp = backend.array_namespace(sum_g)
         wants = self.needs_input_grad
         g_weight = xp.reshape(sum_g_x_hat, (-1,)) if wants[1] else None
@@ -87,20 +82,8 @@ class _BatchStatNorm(Function):
         return g_weight, g_bias
 
 
-def _channel_sums(x, y=None):
-    """:math:`\\sum x` (or :math:`\\sum x y`) over (N, H, W) per channel, kept as (1, C, 1, 1) / (1, C)."""
-    return _per_channel(backend.channel_sums(x, y), x)
-
-
-def _count(x, axes):
-    n = 1
-    for a in axes:
-        n *= x.shape[a]
-    return n
-
-
-class BatchNorm(_BatchStatNorm):
-    """:math:`y = \\gamma (x-\\mu)/\\sqrt{\\sigma^2+\\epsilon} + \\beta`; see the module docstring.
+class BatchNorm(_BatchStatisticsNorm):
+    """BatchNorm (Ioffe & Szegedy 2015) of x: (N, C, H, W) or (N, C), with γ, β: (C,).
 
     ``mean``/``var``: None for the batch statistic, or a fixed (C,) array.
     """
@@ -109,101 +92,159 @@ class BatchNorm(_BatchStatNorm):
         self.mean, self.var, self.eps = mean, var, eps
 
     def forward(self, x, weight, bias):
-        xp = self._begin(x, weight)
+        r"""Ioffe & Szegedy 2015, Algorithm 1 (their m is our n = N H W), per channel:
+
+        .. math::
+            \mu_B = \frac1n\sum_i x_i, \quad
+            \sigma_B^2 = \frac1n\sum_i (x_i-\mu_B)^2, \quad
+            s = \frac{1}{\sqrt{\sigma^2+\epsilon}}, \quad
+            \hat x_i = (x_i-\mu)\,s, \quad
+            y_i = \gamma\,\hat x_i + \beta,
+
+        where :math:`\mu` is :math:`\mu_B` or the fixed ``mean``, and :math:`\sigma^2`
+        is :math:`\sigma_B^2` or the fixed ``var``.  Each line below is marked with its symbol.
+        """
+        self._check_input_and_save_layout(x, weight)
+        xp = backend.array_namespace(x)
         if self.var is None and self.n < 2:
             raise ValueError(
                 f"batch_norm: expected more than 1 value per channel to compute batch statistics, "
                 f"got input of shape {tuple(x.shape)}"
             )
-        self.batch_mean = _channel_sums(x) / self.n                               # mu_B
-        mean = self.batch_mean if self.mean is None else _per_channel(self.mean, x)
-        self.x_hat = x - mean                                                       # x - mu
+        self.batch_mean = _sum_per_channel(x) / self.n                              # mu_B
+        mean = self.batch_mean if self.mean is None else _reshape_to_broadcast(self.mean, x)  # mu
+        x_minus_mean = x - mean                                                     # x - mu
         if self.var is None:
-            around_batch_mean = self.x_hat if self.mean is None else x - self.batch_mean  # x - mu_B
-            self.batch_var = _channel_sums(around_batch_mean, around_batch_mean) / self.n  # sigma_B^2
+            x_minus_batch_mean = x_minus_mean if self.mean is None else x - self.batch_mean  # x - mu_B
+            self.batch_var = _sum_per_channel(x_minus_batch_mean, x_minus_batch_mean) / self.n  # sigma_B^2
             var = self.batch_var
         else:
-            self.batch_var, var = None, _per_channel(self.var, x)
+            self.batch_var, var = None, _reshape_to_broadcast(self.var, x)
         self.inv_std = 1.0 / xp.sqrt(var + self.eps)                               # s
-        self.x_hat *= self.inv_std                                                  # x_hat = (x - mu) s
-        if self.var is None:  # (x - mu_B) s, what the variance's gradient needs
-            self.x_hat_batch = self.x_hat if self.mean is None else around_batch_mean * self.inv_std
-        y = self.x_hat * _per_channel(weight, x)                                    # y = gamma x_hat + beta
-        y += _per_channel(bias, x)  # (in place: y is ours; large temporaries cost time on the CPU)
+        self.x_hat = x_minus_mean * self.inv_std                                    # x_hat = (x - mu) s
+        if self.var is None:  # (x - mu_B) s, what the gradient through sigma_B^2 needs (= x_hat if mu = mu_B)
+            self.x_hat_batch = self.x_hat if self.mean is None else x_minus_batch_mean * self.inv_std
+        y = self.x_hat * _reshape_to_broadcast(weight, x)                           # y = gamma x_hat + beta
+        y += _reshape_to_broadcast(bias, x)  # (in place: y is ours; large temporaries cost time on the CPU)
         return y
 
     def backward(self, g):
-        sum_g, sum_g_x_hat = self._sums(g)
+        r"""With :math:`g_i = \partial L/\partial y_i` and :math:`\hat g_i = \gamma g_i = \partial L/\partial\hat x_i`,
+        sums over the channel's n positions (the chain rule of Ioffe & Szegedy 2015, Section 3,
+        below Algorithm 1, collected into one line; notebook 03 derives it):
+
+        .. math::
+            \frac{\partial L}{\partial x_i} = s\,\hat g_i
+              \;\underbrace{-\; \frac{s}{n}\sum_j \hat g_j}_{\text{if } \mu = \mu_B}
+              \;\underbrace{-\; \frac{s^2}{n}\,(x_i-\mu_B)\sum_j \hat g_j \hat x_j}_{\text{if } \sigma^2 = \sigma_B^2},
+            \qquad
+            \frac{\partial L}{\partial \gamma} = \sum_i g_i\hat x_i, \qquad
+            \frac{\partial L}{\partial \beta} = \sum_i g_i .
+
+        A fixed statistic is a constant, so its term is absent.  With both batch statistics
+        this is the familiar :math:`s(\hat g_i - \overline{\hat g} - \hat x_i\overline{\hat g\hat x})`.
+        """
+        sum_g, sum_g_x_hat = self._sum_grad_and_grad_times_x_hat(g)  # sum g, sum g x_hat
         g_x = None
         if self.needs_input_grad[0]:
-            # dL/dx = gamma s [g - (1/n) sum g - (x - mu_B) s (1/n) sum g x_hat]; the two subtracted
-            # terms flow through mu_B and sigma_B^2, so they exist only for batch statistics
-            scale = _per_channel(self.weight, g) * self.inv_std  # gamma s
-            g_x = g * scale  # a new array, updated in place below
+            scale = _reshape_to_broadcast(self.weight, g) * self.inv_std  # gamma s
+            g_x = g * scale  # s hat_g: a new array, updated in place below
             if self.mean is None:
-                g_x -= scale * sum_g / self.n
+                g_x -= scale * sum_g / self.n  # - (s/n) sum hat_g
             if self.var is None:
-                g_x -= self.x_hat_batch * (scale * sum_g_x_hat / self.n)
-        return (g_x, *self._affine_grads(sum_g, sum_g_x_hat))
+                g_x -= self.x_hat_batch * (scale * sum_g_x_hat / self.n)  # - (s^2/n) (x - mu_B) sum hat_g x_hat
+        return (g_x, *self._affine_parameter_gradients(sum_g, sum_g_x_hat))
 
 
-class RobustNorm(_BatchStatNorm):
-    """:math:`y = \\gamma (x-\\mu)/(r^{\\,p}+\\epsilon) + \\beta`; see the module docstring.
+class RobustNorm(_BatchStatisticsNorm):
+    """RobustNorm (Awais, Shamshad & Bae 2020) of x: (N, C, H, W) or (N, C), with γ, β: (C,).
 
-    ``mean``/``value_range``: None for the batch statistic, or a fixed (C,) array.
+    ``mean``/``value_range``: None for the batch statistic, or a fixed (C,) array; p > 0.
     """
 
     def __init__(self, mean=None, value_range=None, p=0.2, eps=1e-5):
         self.mean, self.value_range, self.p, self.eps = mean, value_range, p, eps
 
     def forward(self, x, weight, bias):
-        self._begin(x, weight)
-        self.batch_mean = _channel_sums(x) / self.n                                # mu_B
-        mean = self.batch_mean if self.mean is None else _per_channel(self.mean, x)
+        r"""The definition of Awais, Shamshad & Bae 2020 (arXiv 2006.11007, in the section
+        that proposes RobustNorm), per channel:
+
+        .. math::
+            \mu_B = \frac1n\sum_i x_i, \quad
+            r_B = \max_i x_i - \min_i x_i, \quad
+            d = r^{\,p} + \epsilon, \quad
+            \hat x_i = \frac{x_i-\mu}{d}, \quad
+            y_i = \gamma\,\hat x_i + \beta,
+
+        where :math:`\mu` is :math:`\mu_B` or the fixed ``mean``, and :math:`r` is :math:`r_B`
+        or the fixed ``value_range``; :math:`\epsilon` is added after the power, as in the
+        authors' code.  Each line below is marked with its symbol.
+        """
+        self._check_input_and_save_layout(x, weight)
+        self.batch_mean = _sum_per_channel(x) / self.n                              # mu_B
+        mean = self.batch_mean if self.mean is None else _reshape_to_broadcast(self.mean, x)  # mu
         if self.value_range is None:
-            self.x_max, self.x_min = (_per_channel(e, x) for e in backend.channel_extrema(x))  # max x, min x
+            self.x_max, self.x_min = (_reshape_to_broadcast(e, x) for e in backend.channel_extrema(x))  # max x, min x
             self.x = x
-            self.batch_range = self.x_max - self.x_min                            # r_B = max - min
+            self.batch_range = self.x_max - self.x_min                              # r_B = max - min
             r = self.batch_range
         else:
-            self.batch_range, r = None, _per_channel(self.value_range, x)
-        self.r = r
-        self.denominator = r**self.p + self.eps                                    # d = r^p + eps
-        self.x_hat = x - mean
-        self.x_hat *= 1.0 / self.denominator                                       # x_hat = (x - mu) / d
-        y = self.x_hat * _per_channel(weight, x)                                   # y = gamma x_hat + beta
-        y += _per_channel(bias, x)
+            self.batch_range, r = None, _reshape_to_broadcast(self.value_range, x)
+        self.r = r                                                                  # r
+        self.denominator = r**self.p + self.eps                                     # d = r^p + eps
+        self.x_hat = (x - mean) * (1.0 / self.denominator)                          # x_hat = (x - mu) / d
+        y = self.x_hat * _reshape_to_broadcast(weight, x)                           # y = gamma x_hat + beta
+        y += _reshape_to_broadcast(bias, x)  # (in place: y is ours; large temporaries cost time on the CPU)
         return y
 
     def backward(self, g):
+        r"""With :math:`g_i = \partial L/\partial y_i` and :math:`\hat g_i = \gamma g_i = \partial L/\partial\hat x_i`,
+        sums over the channel's n positions (derived here from the forward equations):
+
+        .. math::
+            \frac{\partial L}{\partial x_i} = \frac{\hat g_i}{d}
+              \;\underbrace{-\; \frac{1}{n d}\sum_j \hat g_j}_{\text{if } \mu = \mu_B}
+              \;\underbrace{+\; \frac{\partial L}{\partial r}
+                 \Big(\frac{[x_i = \max]}{k_{\max}} - \frac{[x_i = \min]}{k_{\min}}\Big)}_{\text{if } r = r_B},
+            \qquad
+            \frac{\partial L}{\partial r} = -\frac{p\,r^{p-1}}{d}\sum_j \hat g_j \hat x_j,
+
+        and :math:`\partial L/\partial\gamma = \sum_i g_i\hat x_i`, :math:`\partial L/\partial\beta = \sum_i g_i`.
+        The range's gradient reaches only the arg-max and arg-min positions; the
+        numerics of ties and of :math:`r = 0` are explained beside the lines they concern.
+        """
         xp = backend.array_namespace(g)
-        sum_g, sum_g_x_hat = self._sums(g)
+        sum_g, sum_g_x_hat = self._sum_grad_and_grad_times_x_hat(g)  # sum g, sum g x_hat
         g_x = None
         if self.needs_input_grad[0]:
-            weight = _per_channel(self.weight, g)
-            # dL/dx = (gamma/d) [g - (1/n) sum g]  +  dL/dr * dr/dx   (batch statistics only)
+            weight = _reshape_to_broadcast(self.weight, g)
             scale = weight / self.denominator  # gamma / d
-            g_x = g * scale  # a new array, updated in place below
+            g_x = g * scale  # hat_g / d: a new array, updated in place below
             if self.mean is None:
-                g_x -= scale * sum_g / self.n
+                g_x -= scale * sum_g / self.n  # - (1/(n d)) sum hat_g
             if self.value_range is None:
-                # dL/dr = dL/dd * p r^(p-1), with dL/dd = -(gamma/d) sum g x_hat; p r^(p-1) := 0 at r = 0
+                # dL/dr = -(p r^(p-1) / d) sum hat_g x_hat.  At r = 0 (a constant channel) r^(p-1) is infinite
+                # for p < 1; there every position is both the max and the min, so dr/dx = 1/n - 1/n = 0 (a
+                # valid subgradient of the range) and the range term must vanish.  Defining p r^(p-1) := 0 at
+                # r = 0 makes that term exactly 0 instead of inf - inf = NaN.
                 positive = self.r > 0
                 safe_r = xp.where(positive, self.r, 1.0)
-                d_denominator_d_r = xp.where(positive, self.p * safe_r ** (self.p - 1.0), 0.0)
-                g_r = -(weight * sum_g_x_hat / self.denominator) * d_denominator_d_r
-                # dr/dx = [x = max]/k_max - [x = min]/k_min: only the extreme positions (ties share)
+                d_denominator_d_r = xp.where(positive, self.p * safe_r ** (self.p - 1.0), 0.0)  # p r^(p-1)
+                g_r = -(weight * sum_g_x_hat / self.denominator) * d_denominator_d_r  # dL/dr
+                # dr/dx = [x = max]/k_max - [x = min]/k_min.  Ties: the k tied positions share the gradient
+                # equally (the authors' torch.max(dim) gives it all to one of them; both are valid
+                # subgradients, but they differ at ties).
                 for extreme, sign in ((self.x_max, 1.0), (self.x_min, -1.0)):
                     at_extreme = xp.astype(self.x == extreme, g.dtype)
-                    at_extreme *= sign * g_r / _channel_sums(at_extreme)  # dL/dr * (+-[x = extreme] / k)
+                    at_extreme *= sign * g_r / _sum_per_channel(at_extreme)  # dL/dr * (+-[x = extreme] / k)
                     g_x += at_extreme
-        return (g_x, *self._affine_grads(sum_g, sum_g_x_hat))
+        return (g_x, *self._affine_parameter_gradients(sum_g, sum_g_x_hat))
 
 
-def _affine_inputs(x, weight, bias):
+def _affine_parameters_or_identity(x, weight, bias):
     """Fill in γ = 1 and β = 0 (constants) when the norm has no affine parameters."""
     reference = x.data if isinstance(x, Tensor) else x
-    _channel_axes(reference)  # a clear error for a wrong rank before shape[1] is read
+    _batch_and_spatial_axes(reference)  # a clear error for a wrong rank before shape[1] is read
     xp = backend.array_namespace(reference)
     channels = reference.shape[1]
     if weight is None:
@@ -213,8 +254,8 @@ def _affine_inputs(x, weight, bias):
     return weight, bias
 
 
-def _stats(function, *names):
-    """The named batch statistics of a finished norm function as (C,) arrays (None if unused)."""
+def _batch_statistics_as_vectors(function, *names):
+    """The named batch statistics saved by a finished norm function, as (C,) arrays (None if unused)."""
     out = []
     for name in names:
         value = getattr(function, name)
@@ -223,7 +264,7 @@ def _stats(function, *names):
 
 
 def batch_norm(x, weight=None, bias=None, mean=None, var=None, eps=1e-5, return_stats=False):
-    """BatchNorm over (N, H, W) per channel.
+    """BatchNorm over (N, H, W) per channel (equations: :class:`BatchNorm`).
 
     x: (N, C, H, W) or (N, C); weight γ, bias β: (C,) tensors or None (γ=1, β=0);
     mean, var: (C,) arrays to use instead of the batch statistics, or None.
@@ -231,30 +272,30 @@ def batch_norm(x, weight=None, bias=None, mean=None, var=None, eps=1e-5, return_
     ``return_stats=True`` (biased batch variance; None where not computed).
     """
     function = BatchNorm(mean, var, eps)
-    y = function(x, *_affine_inputs(x, weight, bias))
-    return (y, *_stats(function, "batch_mean", "batch_var")) if return_stats else y
+    y = function(x, *_affine_parameters_or_identity(x, weight, bias))
+    return (y, *_batch_statistics_as_vectors(function, "batch_mean", "batch_var")) if return_stats else y
 
 
 def robust_norm(x, weight=None, bias=None, mean=None, value_range=None, p=0.2, eps=1e-5, return_stats=False):
-    """RobustNorm (Awais et al. 2020) over (N, H, W) per channel.
+    r"""RobustNorm (Awais et al. 2020) over (N, H, W) per channel (equations: :class:`RobustNorm`).
 
     x: (N, C, H, W) or (N, C); weight γ, bias β: (C,) tensors or None;
     mean, value_range: (C,) arrays to use instead of the batch mean and range
-    :math:`r_B = \\max x - \\min x`, or None; p > 0: the power applied to the range.
+    :math:`r_B = \max x - \min x`, or None; p > 0: the power applied to the range.
     Returns y, or ``(y, batch_mean, batch_range)`` with ``return_stats=True``.
     """
     if not p > 0:
         raise ValueError(f"robust_norm: p must be positive, got {p}")
     function = RobustNorm(mean, value_range, p, eps)
-    y = function(x, *_affine_inputs(x, weight, bias))
-    return (y, *_stats(function, "batch_mean", "batch_range")) if return_stats else y
+    y = function(x, *_affine_parameters_or_identity(x, weight, bias))
+    return (y, *_batch_statistics_as_vectors(function, "batch_mean", "batch_range")) if return_stats else y
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
-    """GroupNorm (Wu & He 2018): normalise each example over groups of C/G channels and (H, W).
+    r"""GroupNorm (Wu & He 2018): normalise each example over groups of C/G channels and (H, W).
 
-    x: (N, C, H, W); :math:`\\hat x = (x - \\mu_{n,g})/\\sqrt{\\sigma^2_{n,g}+\\epsilon}`,
-    :math:`y = \\gamma_c \\hat x + \\beta_c`.  Batch-independent: one example's output
+    x: (N, C, H, W); :math:`\hat x = (x - \mu_{n,g})/\sqrt{\sigma^2_{n,g}+\epsilon}`,
+    :math:`y = \gamma_c \hat x + \beta_c`.  Batch-independent: one example's output
     never depends on the others.  Built from differentiable primitives.
     """
     n, c = x.shape[0], x.shape[1]
@@ -273,9 +314,9 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    """LayerNorm (Ba et al. 2016) over the last ``len(normalized_shape)`` axes, like PyTorch.
+    r"""LayerNorm (Ba et al. 2016) over the last ``len(normalized_shape)`` axes, like PyTorch.
 
-    :math:`\\hat x = (x-\\mu)/\\sqrt{\\sigma^2+\\epsilon}` per example; weight, bias have ``normalized_shape``.
+    :math:`\hat x = (x-\mu)/\sqrt{\sigma^2+\epsilon}` per example; weight, bias have ``normalized_shape``.
     """
     normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if tuple(x.shape[x.ndim - len(normalized_shape) :]) != normalized_shape:

@@ -126,7 +126,7 @@ def test_conv2d_in_blocks_of_one_image_matches_the_reference(case, monkeypatch):
     """On NumPy conv2d works through the batch in cache-sized blocks; with one image per block
     the values and gradients must still be those of the loop reference (the small cases above
     fit in one block, so this is the test of the blocked path)."""
-    monkeypatch.setattr(backend, "CPU_BLOCK_BYTES", 1)
+    monkeypatch.setattr(backend.windows, "CPU_BLOCK_BYTES", 1)
     assert len(backend.batch_blocks(np.zeros((2, 1)), bytes_per_item=8)) == 2
     check_case(case, "cpu")
 

@@ -1,7 +1,7 @@
 """Tests of minirn/nn/functional/normalization.py: batch_norm and robust_norm as pure math.
 
-The NumPy references below are written from the equations (PAPER.md and the
-module docstring), not from minirn's code; ``tests/nn/test_norm.py`` reuses them.
+The NumPy references (tests/references.py) are written from the equations (PAPER.md and the
+docstrings of ``BatchNorm`` and ``RobustNorm``), not from minirn's code; ``tests/nn/test_norm.py`` uses them too.
 Every eval variant of the paper is one choice of ``mean`` / ``var`` (or
 ``value_range``): ``None`` means the batch statistic, an array a fixed estimate.
 """
@@ -12,6 +12,7 @@ import minirn
 import minirn.nn.functional as F
 from minirn import backend
 from tests.conftest import make_tensor, to_numpy
+from tests.references import bn_reference, reduce_axes, rn_reference
 
 # (mean fixed?, scale fixed?): training is (False, False); the paper's eval variants are the rest
 VARIANTS = {
@@ -21,33 +22,6 @@ VARIANTS = {
     "running-running": (True, True),
 }
 SHAPES = {"NCHW": (3, 2, 3, 3), "NC": (6, 3)}
-
-
-def channel_view(v, ndim):
-    """(C,) -> (1, C) or (1, C, 1, 1)."""
-    return np.reshape(v, (1, -1) + (1,) * (ndim - 2))
-
-
-def reduce_axes(x):
-    return (0,) if x.ndim == 2 else (0, 2, 3)
-
-
-def bn_reference(x, gamma, beta, mean=None, var=None, eps=1e-5):
-    """y = γ (x − μ) / sqrt(σ² + ε) + β with μ_B, biased σ_B² over (N, H, W) unless given."""
-    axes = reduce_axes(x)
-    mu = x.mean(axis=axes) if mean is None else mean
-    sigma2 = x.var(axis=axes) if var is None else var  # np.var is biased and centred on the batch mean
-    x_hat = (x - channel_view(mu, x.ndim)) / np.sqrt(channel_view(sigma2, x.ndim) + eps)
-    return channel_view(gamma, x.ndim) * x_hat + channel_view(beta, x.ndim)
-
-
-def rn_reference(x, gamma, beta, mean=None, value_range=None, p=0.2, eps=1e-5):
-    """y = γ (x − μ) / (r^p + ε) + β with μ_B and r_B = max − min over (N, H, W) unless given."""
-    axes = reduce_axes(x)
-    mu = x.mean(axis=axes) if mean is None else mean
-    r = x.max(axis=axes) - x.min(axis=axes) if value_range is None else value_range
-    x_hat = (x - channel_view(mu, x.ndim)) / (channel_view(r, x.ndim) ** p + eps)
-    return channel_view(gamma, x.ndim) * x_hat + channel_view(beta, x.ndim)
 
 
 def _data(rng, shape):

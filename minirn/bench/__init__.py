@@ -12,6 +12,9 @@ minirn and PyTorch run alternately after a warm-up, with the same thread
 count, and the table reports medians and the ratio minirn / PyTorch: ratios
 survive a noisy machine, absolute times do not.  Without PyTorch only
 minirn's figures are printed.
+
+The PyTorch networks are :mod:`minirn.bench.torch_twins`, which the oracle
+tests use as well; ``python -m minirn.bench`` runs :func:`main` (see ``__main__.py``).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import numpy as np
 
 import minirn
 from minirn import backend, models, optim
-from minirn.attacks.common import input_gradient, model_untouched
+from minirn.attacks.objective import input_gradient, model_untouched
 from minirn.nn import functional as F
 
 WORKLOADS = {
@@ -78,7 +81,7 @@ def minirn_steps(arch, norm, shape, batch, device):
 def torch_steps(arch, norm, shape, batch, device):
     import torch  # noqa: PLC0415  (optional dependency)
 
-    from minirn._torch_reference import torch_model  # noqa: PLC0415
+    from minirn.bench.torch_twins import torch_model  # noqa: PLC0415  (needs torch)
 
     torch.manual_seed(0)
     torch_device = "cuda" if device == "gpu" else "cpu"
@@ -266,6 +269,3 @@ def main(argv=None) -> int:
     print(f"\nwrote {args.json}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Sliding windows: the patches a convolution or pooling sees, their adjoint, and batch blocking.
+
+A convolution is a matrix product once every (kh, kw) window of the input is
+one row of a matrix ("im2col"); its gradient adds every window back into place
+("col2im").  The Array API standard has neither a window view (NumPy's
+``as_strided``) nor a ``col2im``, so :func:`sliding_windows` and
+:func:`fold_windows` build them from strided slices, with a NumPy fast path
+each.  :func:`batch_blocks` decides how much of a batch one im2col matrix
+covers, which the standard cannot know: it depends on the CPU's cache.
+
+Windows are taken from *channels-last* images (N, H, W, C): each window is
+then a (kh, kw, C) block whose C values are contiguous in memory, so the
+im2col matrix of a convolution is one plain reshape of the windows.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minirn.backend.devices import array_namespace
+
+
+def sliding_windows(x, kernel_size, stride):
+    """The (kh, kw) windows of the channels-last images ``x`` taken every ``stride`` pixels.
+
+    x: (N, H, W, C) -> windows: (N, H_out, W_out, kh, kw, C), with
+    ``windows[n, i, j, a, b, c] = x[n, i*sh + a, j*sw + b, c]`` and
+    :math:`H_{out} = \\lfloor (H - k_h)/s_h \\rfloor + 1`.
+
+    NumPy returns a read-only strided *view* (no copy); other libraries use
+    :func:`sliding_windows_reference` (one copy).  Both give equal values.
+    """
+    if isinstance(x, np.ndarray):
+        kh, kw = kernel_size
+        sh, sw = stride
+        n, h, w, c = x.shape
+        h_out, w_out = (h - kh) // sh + 1, (w - kw) // sw + 1
+        s = x.strides
+        return np.lib.stride_tricks.as_strided(
+            x, (n, h_out, w_out, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1], s[2], s[3]), writeable=False
+        )
+    return sliding_windows_reference(x, kernel_size, stride)
+
+
+def sliding_windows_reference(x, kernel_size, stride):
+    """The textbook path of :func:`sliding_windows`: one strided slice per kernel offset, stacked."""
+    xp = array_namespace(x)
+    kh, kw = kernel_size
+    sh, sw = stride
+    n, h, w, c = x.shape
+    h_out, w_out = (h - kh) // sh + 1, (w - kw) // sw + 1
+    patches = [
+        x[:, a : a + sh * (h_out - 1) + 1 : sh, b : b + sw * (w_out - 1) + 1 : sw, :]
+        for a in range(kh)
+        for b in range(kw)
+    ]
+    return xp.reshape(xp.stack(patches, axis=3), (n, h_out, w_out, kh, kw, c))
+
+
+def fold_windows(windows, input_shape, stride):
+    """The adjoint of :func:`sliding_windows` ("col2im"): add every window back into place.
+
+    windows: (N, H_out, W_out, kh, kw, C) -> (N, H, W, C) with
+    ``out[n, i*sh + a, j*sw + b, c] += windows[n, i, j, a, b, c]``.
+    Overlapping windows add up, which is exactly what the gradient of a
+    convolution or pooling with stride < kernel needs.  One strided slice per
+    kernel offset (kh*kw additions), standard array code on every device.
+    """
+    xp = array_namespace(windows)
+    n, h_out, w_out, kh, kw, c = windows.shape
+    sh, sw = stride
+    out = xp.zeros(tuple(input_shape), dtype=windows.dtype, device=windows.device)
+    in_place = isinstance(out, np.ndarray)  # NumPy adds into the slice without a temporary
+    for a in range(kh):
+        for b in range(kw):
+            rows = slice(a, a + sh * (h_out - 1) + 1, sh)
+            cols = slice(b, b + sw * (w_out - 1) + 1, sw)
+            if in_place:
+                target = out[:, rows, cols, :]
+                np.add(target, windows[:, :, :, a, b, :], out=target)
+            else:
+                out[:, rows, cols, :] = out[:, rows, cols, :] + windows[:, :, :, a, b, :]
+    return out
+
+
+# A matrix product whose operands sit in the CPU's L2 cache runs several times
+# faster than one streaming them from memory.  Convolutions on NumPy therefore
+# work through the batch in blocks whose im2col matrix is about this size; a
+# GPU wants the opposite (few, large operations), so other libraries get the
+# whole batch at once.
+CPU_BLOCK_BYTES = 4 * 2**20
+
+
+def batch_blocks(x, bytes_per_item):
+    """Slices of the batch axis (axis 0) of ``x`` to process one after another.
+
+    ``bytes_per_item``: the workspace one item needs (for a convolution, its
+    rows of the im2col matrix).  On NumPy each block needs about
+    :data:`CPU_BLOCK_BYTES` (at least one item per block); on other libraries
+    there is one block, the whole batch.  Results must not depend on the
+    blocking: the tests compare blocked and unblocked convolutions.
+    """
+    n = x.shape[0]
+    step = max(1, CPU_BLOCK_BYTES // max(1, bytes_per_item)) if isinstance(x, np.ndarray) else n
+    return [slice(start, min(start + step, n)) for start in range(0, n, max(step, 1))]

@@ -1,0 +1,1 @@
+"""Tests of minirn/backend/: one file per file of the package."""
