@@ -91,7 +91,16 @@ class CrossEntropy(Function):
     :math:`\\ell_n = -\\log \\mathrm{softmax}(z_n)_{y_n} = \\log\\sum_j e^{z_{nj}} - z_{n y_n}`;
     reduction ``"mean"`` (default) :math:`L = \\frac1N\\sum_n \\ell_n`, ``"sum"``, or ``"none"`` (the vector ℓ).
 
-    :math:`\\partial \\ell_n/\\partial z_{nj} = \\mathrm{softmax}(z_n)_j - [j = y_n]`.
+    :math:`\\partial \\ell_n/\\partial z_{nj} = p_{nj} - [j = y_n]` with :math:`p_n = \\mathrm{softmax}(z_n)`.
+
+    **Computed without cancellation.**  For the true class the formula is :math:`p_{ny} - 1`; once the
+    model is confident, :math:`p_{ny}` rounds to exactly 1 (in float32 at a logit lead of about 16.6,
+    :math:`e^{-16.6} \\approx 2^{-24}`), and :math:`p_{ny} - 1` becomes exactly 0 although the true
+    derivative, :math:`-(1 - p_{ny})`, is tiny but not zero.  Gradient ascent on the loss (an attack)
+    would then only push the other logits up.  Because the probabilities sum to one,
+    :math:`p_{ny} - 1 = -\\sum_{j \\ne y} p_{nj}`, a sum of small, accurately computed terms
+    (each :math:`p_{nj} = e^{\\log p_{nj}}` from the log-softmax), so that is what ``backward`` uses.
+    (PyTorch's float32 ``cross_entropy`` has the cancellation.)
     """
 
     def __init__(self, labels, reduction="mean"):
@@ -110,7 +119,9 @@ class CrossEntropy(Function):
         return losses
 
     def backward(self, g):
-        grad = self.p - self.onehot
+        xp = backend.array_namespace(g)
+        p_others = self.p * (1.0 - self.onehot)  # p_j for j != y, and 0 at the true class
+        grad = p_others - self.onehot * xp.sum(p_others, axis=1, keepdims=True)  # true class: -sum_{j != y} p_j
         if self.reduction == "mean":
             return grad * (g / grad.shape[0])
         if self.reduction == "sum":

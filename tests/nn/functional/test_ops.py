@@ -331,3 +331,20 @@ def test_shape_op_errors_name_the_problem(device):
         F.pad(x, [(1, 1)])
     with pytest.raises(TypeError, match="exponent must be a Python number"):
         F.pow(x, x)
+
+
+@pytest.mark.parametrize("lead", [5.0, 16.0, 20.0, 30.0])
+def test_cross_entropy_backward_has_no_cancellation_at_a_large_logit_lead(lead, device):
+    """float32 gradient of the CE = float64's, also where p_y rounds to 1 (p_y - 1 would give exactly 0)."""
+    logits = np.array([[lead, 0.0, -1.0, 2.0], [-3.0, 1.5, lead, 0.5]])
+    labels = [0, 2]
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    others = expected.copy()
+    others[[0, 1], labels] = 0.0
+    expected[[0, 1], labels] = -others.sum(axis=1)  # d/dz_y = -(1 - p_y), computed in float64
+    z = make_tensor(logits, device, requires_grad=True, dtype="float32")
+    F.cross_entropy(z, const(labels, z), reduction="sum").backward()
+    grad = to_numpy(z.grad).astype(np.float64)
+    assert np.all(grad[[0, 1], labels] < 0.0)  # the true class is always pushed down, never exactly 0
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=0.0)
