@@ -8,7 +8,7 @@ resists PGD but fails one of these checks is more likely to hide its gradients t
 check                                     passes when
 ========================================  ===================================================
 ``accuracy_decreases_with_eps``           PGD accuracy is non-increasing along ε (± tolerance)
-``large_eps_reaches_zero``                PGD with a budget covering the box gives 0% accuracy
+``large_eps_reaches_zero``                the strong attack with a budget covering the box gives 0% accuracy
 ``pgd_at_least_as_strong_as_fgsm``        at most ``tolerance``·N examples fooled by FGSM survive PGD
 ``more_steps_and_restarts_change_little`` 2× the steps and one more restart lower accuracy by ≤ tolerance
 ``loss_increases``                        the PGD loss rises on most steps, and overall
@@ -16,7 +16,16 @@ check                                     passes when
 ``stronger_than_transfer``                white-box PGD beats PGD transferred from ``transfer_model``
 ``zero_input_gradients``                  at most ``tolerance``·N examples have an all-zero input gradient
 ``deterministic_forward``                 two forward passes give bit-identical logits
+``gradient_free_not_stronger``            at most ``tolerance``·N examples fooled by Square survive the
+                                          white-box attacks (else the gradients are masked)
 ========================================  ===================================================
+
+The *strong attack* is the per-example worst case of PGD with the cross-entropy, PGD with the CW
+margin and APGD with the DLR loss (``steps`` steps each, random starts): cross-entropy alone
+stalls where the softmax saturates (at a budget covering the box a confident model gives it a
+vanishing gradient), which would make ``large_eps_reaches_zero`` fail for a reason that is the
+attack's, not the model's.  The white-box side of ``gradient_free_not_stronger`` is the same
+strong attack at ε (with the base PGD and APGD-CE added).
 """
 from __future__ import annotations
 
@@ -26,20 +35,25 @@ from tqdm.auto import tqdm
 
 from minirn import backend
 from minirn.attacks import geometry, objective
+from minirn.attacks.apgd import apgd
 from minirn.attacks.checks import check_int, prepare
 from minirn.attacks.fgsm import fgsm
 from minirn.attacks.pgd import paper_step_size, pgd
+from minirn.attacks.square import square
 from minirn.autograd.grad_mode import freeze_running_stats, no_grad
 from minirn.autograd.tensor import Tensor
 
 
 def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restarts=1, batch_size=None,
-                  seed=0, transfer_model=None, noise_draws=20, tolerance=0.02, clip=(0.0, 1.0), progress=False):
+                  seed=0, transfer_model=None, noise_draws=20, tolerance=0.02, square_queries=1000, clip=(0.0, 1.0),
+                  progress=False):
     """Run the gradient-masking checks at budget ``eps`` and report each with its numbers.
 
     x: (N, C, H, W) in ``clip``; y: (N,) labels.  PGD uses ``steps`` steps of ``alpha`` (by default
     ε/10, :func:`~minirn.attacks.pgd.paper_step_size`) with a random start and ``restarts`` runs.
     Batches of ``batch_size`` (all of x by default) are attacked and classified together, as in :func:`~minirn.attacks.evaluate`.
+    ``square_queries``: the budget of the Square attack in ``gradient_free_not_stronger`` (L∞ only;
+    for L2 that check is skipped).
     ``transfer_model``: a second, independently trained model; without it that check is skipped
     (``passed: None`` with a note).  Returns ``{"passed": bool, "checks": {name: {"passed": ...,
     numbers...}}, "config": {...}}`` of plain Python types; ``passed`` is True when no check failed.
@@ -50,7 +64,7 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     batch_size = n if batch_size is None else check_int("sanity_checks: batch_size", batch_size)
     alpha = paper_step_size(eps) if alpha is None else alpha
     batches = [(x[s : s + batch_size, ...], labels[s : s + batch_size]) for s in range(0, n, batch_size)]
-    bar = tqdm(total=9, disable=not progress, desc="sanity checks")
+    bar = tqdm(total=10, disable=not progress, desc="sanity checks")
 
     def robust(attack, target=model):
         """Per example: still correctly classified by ``target`` after ``attack(batch_x, batch_y, b)``?"""
@@ -59,9 +73,19 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
             out += _to_list(objective.predict(target, attack(xb, yb, b)) == yb)
         return out
 
-    def pgd_attack(budget, step, steps_=steps, restarts_=restarts, source=model):
+    def pgd_attack(budget, step, steps_=steps, restarts_=restarts, source=model, loss="ce"):
         return lambda xb, yb, b: pgd(source, xb, yb, budget, step, steps_, norm=norm, restarts=restarts_,
-                                     clip=(low, high), seed=seed + b)
+                                     clip=(low, high), seed=seed + b, loss=loss)
+
+    def apgd_attack(budget, loss):
+        return lambda xb, yb, b: apgd(model, xb, yb, budget, steps, norm=norm, loss=loss, clip=(low, high),
+                                      seed=seed + b)
+
+    def strong(budget, step):
+        """Per example: robust to PGD-CE, PGD-margin and APGD-DLR at ``budget`` (the strong attack)."""
+        runs = [robust(pgd_attack(budget, step)), robust(pgd_attack(budget, step, loss="margin")),
+                robust(apgd_attack(budget, "dlr"))]
+        return [all(r) for r in zip(*runs)]
 
     checks = {}
     clean = _mean(robust(lambda xb, yb, b: xb))
@@ -76,8 +100,9 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     bar.update(1)
 
     large = (high - low) * (1.0 if norm == "linf" else math.sqrt(_dimension(x)))
-    large_acc = _mean(robust(pgd_attack(large, paper_step_size(large))))
-    checks["large_eps_reaches_zero"] = {"passed": large_acc == 0.0, "eps": large, "pgd_accuracy": large_acc}
+    large_acc = _mean(strong(large, paper_step_size(large)))
+    checks["large_eps_reaches_zero"] = {"passed": large_acc == 0.0, "eps": large, "strong_attack_accuracy": large_acc,
+                                        "attack": "worst case of PGD-CE, PGD-margin, APGD-DLR"}
     bar.update(1)
 
     fgsm_correct = robust(lambda xb, yb, b: fgsm(model, xb, yb, eps, norm=norm, clip=(low, high)))
@@ -125,6 +150,20 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     difference = float(xp.max(xp.abs(first - second)))
     checks["deterministic_forward"] = {"passed": difference == 0.0, "max_abs_difference": difference}
     bar.update(1)
+
+    if norm != "linf":
+        checks["gradient_free_not_stronger"] = {"passed": None, "note": "skipped: Square is implemented for L-inf only"}
+    else:
+        white_box = [a and b for a, b in zip(strong(eps, alpha), robust(apgd_attack(eps, "ce")))]
+        white_box = [a and b for a, b in zip(white_box, base)]
+        square_correct = robust(lambda xb, yb, b: square(model, xb, yb, eps, square_queries, clip=(low, high),
+                                                         seed=seed + b))
+        missed = sum(1 for s, w in zip(square_correct, white_box) if not s and w)
+        checks["gradient_free_not_stronger"] = {
+            "passed": missed <= tolerance * n, "square_accuracy": _mean(square_correct),
+            "white_box_accuracy": _mean(white_box), "fooled_by_square_not_white_box": missed,
+            "square_queries": square_queries}
+    bar.update(1)
     bar.close()
 
     return {
@@ -132,6 +171,7 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
         "checks": checks,
         "config": {"eps": eps, "norm": norm, "steps": steps, "alpha": alpha, "restarts": restarts,
                    "batch_size": batch_size, "seed": seed, "n_examples": n, "tolerance": tolerance,
+                   "square_queries": square_queries,
                    "clean_accuracy": clean},
     }
 

@@ -86,7 +86,7 @@ def test_sanity_checks_pass_for_an_undefended_model(digits):
     failed = {k: v for k, v in report["checks"].items() if v["passed"] is False}
     assert report["passed"], failed
     assert all(v["passed"] is True for v in report["checks"].values())
-    assert report["checks"]["large_eps_reaches_zero"]["pgd_accuracy"] == 0.0
+    assert report["checks"]["large_eps_reaches_zero"]["strong_attack_accuracy"] == 0.0
     assert json.loads(json.dumps(report)) == report
 
 
@@ -118,4 +118,7 @@ def test_sanity_checks_flag_masked_gradients(digits):
     assert checks["zero_input_gradients"]["share_examples_all_zero"] == 1.0
     assert checks["loss_increases"]["passed"] is False
     assert checks["large_eps_reaches_zero"]["passed"] is False
+    # random search does not need the (zero) gradient: it finds what the white-box attacks cannot
+    assert checks["gradient_free_not_stronger"]["passed"] is False
+    assert checks["gradient_free_not_stronger"]["fooled_by_square_not_white_box"] > 0
 
