@@ -69,6 +69,8 @@ def apgd(model, x, y, eps, steps=100, *, norm="linf", loss="ce", targeted=False,
     losses.check_loss(loss)
     restarts = checks.check_int("apgd: restarts", restarts)
     checks.check_number("apgd: rho", rho)
+    if not rho <= 1:
+        raise ValueError(f"apgd: rho is a share of the steps, at most 1, got {rho}")
     if eps == 0:
         return checks.finish(checks.copy(x), was_tensor)
     generator = backend.rng(seed)

@@ -51,7 +51,8 @@ def square(model, x, y, eps, queries=5000, *, p_init=0.8, norm="linf", targeted=
     y: (N,) labels (targets when ``targeted``).  eps: L∞ budget.  seed: int, Generator or None;
     one seed gives the same result on every device.  Returns x' with the kind, shape and dtype of x.
     """
-    x, labels, was_tensor, (low, high) = checks.prepare("square", x, y, clip, eps, None, queries, norm)
+    x, labels, was_tensor, (low, high) = checks.prepare("square", x, y, clip, eps, None, None, norm)
+    queries = checks.check_int("square: queries", queries)
     if norm != "linf":
         raise ValueError("square: only norm='linf' is implemented")
     if x.ndim != 4:
@@ -84,8 +85,8 @@ def square(model, x, y, eps, queries=5000, *, p_init=0.8, norm="linf", targeted=
             if not bool(xp.any(~found)):
                 break
             side = min(max(int(round(math.sqrt(square_fraction(query, queries, p_init) * h * w))), 1), h, w)
-            top = _random_offsets(generator, n, h - side + 1, x.device, xp)
-            left = _random_offsets(generator, n, w - side + 1, x.device, xp)
+            top = _random_offsets(generator, n, h - side + 1, device, xp)
+            left = _random_offsets(generator, n, w - side + 1, device, xp)
             window = ((rows >= top) & (rows < top + side)) & ((cols >= left) & (cols < left + side))
             proposal = geometry.project_linf(x_best + 2.0 * eps * signs((n, c, 1, 1)), x, eps, low, high)
             active = geometry.per_example(~found, 4)

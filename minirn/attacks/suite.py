@@ -16,7 +16,8 @@ attack          why it is in the suite                                      file
 
 :math:`\\mathrm{robust}(x_n) = \\mathbb{1}[f(x_n) = y_n] \\prod_a \\mathbb{1}[f(A_a(x_n)) = y_n]`,
 and the robust accuracy is its mean.  Budgets: ``suite="standard"`` is AutoAttack's (APGD 100
-iterations, APGD-T 9 targets, Square 5000 queries); ``"fast"`` is a cheaper screen; a dict
+iterations, APGD-T 9 targets, Square 5000 queries); ``"fast"`` is a cheaper screen (APGD-CE 20
+iterations, APGD-T 2 targets × 10 iterations, Square 100 queries: what the default CPU run can afford); ``"smoke"`` only exercises the code; a dict
 ``{name: settings}`` gives your own (names and settings as in :func:`~minirn.attacks.evaluate`).
 
 **Batch statistics.**  AutoAttack attacks and classifies only the examples that are still robust,
@@ -45,7 +46,8 @@ from minirn.autograd.tensor import Tensor
 #: The ensembles, in the order they run (cheap and strong first, as in AutoAttack).
 SUITES = {
     "standard": {"apgd-ce": {"steps": 100}, "apgd-t": {"steps": 100, "n_targets": 9}, "square": {"queries": 5000}},
-    "fast": {"apgd-ce": {"steps": 25}, "apgd-t": {"steps": 25, "n_targets": 3}, "square": {"queries": 300}},
+    "fast": {"apgd-ce": {"steps": 20}, "apgd-t": {"steps": 10, "n_targets": 2}, "square": {"queries": 100}},
+    "smoke": {"apgd-ce": {"steps": 4}, "apgd-t": {"steps": 4, "n_targets": 2}, "square": {"queries": 20}},  # tests only
 }
 
 

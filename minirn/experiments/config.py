@@ -13,10 +13,10 @@ import dataclasses
 import sys
 
 from minirn import backend, models, nn
-from minirn.attacks import madry_step_size
+from minirn.attacks import SUITES, madry_step_size
 from minirn.train import Recipe
 
-ATTACKS = ("fgsm", "pgd", "bim", "mim", "cw")
+ATTACKS = ("fgsm", "pgd", "bim", "mim", "cw", "apgd-ce", "apgd-dlr", "apgd-t", "square")
 
 
 @dataclasses.dataclass
@@ -36,8 +36,15 @@ class ReproduceConfig:
     attacks: tuple = ("fgsm", "pgd")
     eps: tuple = (0.02, 0.05, 0.1)
     pgd_steps: int = 10
+    #: the attack ensemble whose per-example worst case is the "suite" column (minirn.attacks.SUITES);
+    #: "fast" by default (to fit the CPU budget), "standard" (AutoAttack's budgets) with --full-suite
+    suite: str = "fast"
+    #: the eval-statistics variants of the batch norms (names of minirn.nn.EVAL_STATISTICS)
+    eval_stats: tuple = ("running", "batch")
+    #: the Square attack's query budget in the sanity check ``gradient_free_not_stronger``
+    sanity_square_queries: int = 1000
     eval_examples: int = 250
-    eval_batch_size: int = 250
+    eval_batch_size: int = 128
     sanity_examples: int = 100
     device: str = "cpu"
     out: str = "results"
@@ -66,12 +73,17 @@ class ReproduceConfig:
         for attack in self.attacks:
             if attack not in ATTACKS:
                 raise ValueError(f"unknown attack {attack!r}; expected a subset of {', '.join(ATTACKS)}")
+        if self.suite not in SUITES:
+            raise ValueError(f"unknown suite {self.suite!r}; expected one of {', '.join(SUITES)}")
+        for name in self.eval_stats:
+            nn.eval_statistics(name)  # names the valid choices if unknown
         for name in ("epochs", "batch_size", "seeds", "pgd_steps", "eval_examples", "eval_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if not self.eps or any(not e > 0 for e in self.eps):
             raise ValueError(f"--eps must be positive numbers, got {list(self.eps)}")
+        check_budget(self.eps)
         if not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if "rn" in self.norms:
@@ -80,10 +92,19 @@ class ReproduceConfig:
         return self
 
 
+def check_budget(eps_list, low=0.0, high=1.0):
+    """Refuse L∞ budgets that cover the whole input range: 8 on [0, 1] images is almost surely 8/255."""
+    for eps in eps_list:
+        if eps >= high - low:
+            hint = f" (did you mean {eps:g}/255 ≈ {eps / 255:.3f}?)" if eps >= 1 and float(eps).is_integer() else ""
+            raise ValueError(f"--eps {eps:g} covers the whole input range [{low:g}, {high:g}] of the images, so "
+                             f"every image can be reached{hint}; budgets are in pixel units of [0, 1]")
+
+
 def quick_config(**overrides) -> ReproduceConfig:
     """A tiny run for smoke tests (``--quick``): sklearn's 8x8 digits, 2 epochs, 2 seeds, few examples."""
     base = dict(dataset="digits", epochs=2, seeds=2, eps=(0.1, 0.3), pgd_steps=3, eval_examples=96,
-                eval_batch_size=48, sanity_examples=48, quick=True)
+                eval_batch_size=48, sanity_examples=48, suite="smoke", sanity_square_queries=20, quick=True)
     base.update(overrides)
     return ReproduceConfig(**base)
 

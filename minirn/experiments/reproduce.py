@@ -1,10 +1,13 @@
 """``python -m minirn reproduce``: the paper's three findings, end to end.
 
-For each norm and seed: train a model; evaluate it clean and under each
-attack and ε; for BatchNorm and RobustNorm also with the statistics of the
-inference batch and with the tracked-mean-only variant (the hypothesis
-test); run the gradient-masking sanity checks; and record how adversarial
-inputs shift the BatchNorm input statistics (the observation).  Writes
+For each norm and seed: train a model; evaluate it clean, under each
+attack and ε, and under the per-example worst case of an AutoAttack-style
+suite (FGSM, PGD, APGD-CE, APGD-T, Square: :func:`minirn.attacks.robust_accuracy`,
+with the realisable worst case beside it for batch statistics); for BatchNorm
+and RobustNorm also with the statistics of the inference batch and with the
+tracked-mean-only variant (the hypothesis test); run the gradient-masking
+sanity checks; and record how adversarial inputs shift the BatchNorm input
+statistics (the observation).  Writes
 ``results.json``, ``results.md`` and PNG figures to ``out``.
 """
 from __future__ import annotations
@@ -20,21 +23,25 @@ import numpy as np
 
 import minirn
 from minirn import backend
-from minirn.attacks import evaluate, madry_step_size, pgd, sanity_checks
+from minirn.attacks import SUITES, evaluate, madry_step_size, pgd, robust_accuracy, sanity_checks
 from minirn.data import load_dataset
 from minirn.experiments import figures, report
 from minirn.experiments.config import ATTACKS, ReproduceConfig, attack_settings, quick_config  # noqa: F401 (public here too)
 from minirn.experiments.norm_stats import statistics_shift
-from minirn.nn import EVAL_STATISTICS, norm_layers, set_norm_eval_stats
+from minirn.nn import EVAL_STATISTICS, eval_statistics, norm_layers, set_norm_eval_stats
 from minirn.train import predict, train_model
 
 #: ``(mean, scale)`` of the paper's eval-statistics variants, in the order of :data:`minirn.nn.EVAL_STATISTICS`.
 EVAL_VARIANTS = tuple(variant.setting for variant in EVAL_STATISTICS)
 
 
-def eval_variants(norm: str):
-    """The eval-statistics settings worth comparing for a norm (only batch norms have running statistics)."""
-    return EVAL_VARIANTS if norm in ("bn", "rn") else (None,)
+def eval_variants(norm: str, names=None):
+    """The eval-statistics settings worth comparing for a norm (only batch norms have running statistics).
+
+    names: the variants' names (default: all of :data:`minirn.nn.EVAL_STATISTICS`)."""
+    if norm not in ("bn", "rn"):
+        return (None,)
+    return EVAL_VARIANTS if names is None else tuple(eval_statistics(name).setting for name in names)
 
 
 def _seconds(start):
@@ -58,6 +65,7 @@ def run(config: ReproduceConfig, log=print) -> dict:
             runs.append(run_record)
             trained[(norm, seed)] = model
     summary = report.summarize(runs, config.attacks, config.eps, config.model)
+    suite_names = [name for name in SUITES[config.suite] if name not in config.attacks]
     results = {
         "config": dataclasses.asdict(config),
         "versions": _versions(),
@@ -69,7 +77,8 @@ def run(config: ReproduceConfig, log=print) -> dict:
     results["sanity_checks"] = _sanity(config, trained, x_eval, y_eval, log)
     results["figures"] = _figures(config, results, trained, x_eval, y_eval)
     results["seconds"] = _seconds(started)
-    table = report.markdown_table(summary, config.attacks, config.eps, config.eval_batch_size)
+    table = report.markdown_table(summary, config.attacks, config.eps, config.eval_batch_size,
+                                  suite=f"{config.suite}: " + ", ".join([*config.attacks, *suite_names]))
     with open(os.path.join(config.out, "results.md"), "w") as f:
         f.write(f"# minirn reproduce: {config.dataset}, {config.model}\n\n{table}\n")
     with open(os.path.join(config.out, "results.json"), "w") as f:
@@ -93,14 +102,17 @@ def _train_and_evaluate(config, data, norm, seed, in_channels, num_classes, x_ev
     model.eval()
     record = {"norm": norm, "seed": seed, "history": history, "train_seconds": train_seconds, "variants": []}
     start = time.perf_counter()
-    for eval_stats in eval_variants(norm):
+    for eval_stats in eval_variants(norm, config.eval_stats):
         if eval_stats is not None:
             set_norm_eval_stats(model, *eval_stats)
         result = evaluate(model, x_eval, y_eval, attack_settings(config), list(config.eps),
-                          batch_size=config.eval_batch_size, seed=seed, progress=False)
+                          batch_size=config.eval_batch_size, seed=seed, progress=False, keep_per_example=True)
+        suite = robust_accuracy(model, x_eval, y_eval, list(config.eps), suite=config.suite,
+                                attacks=attack_settings(config), batch_size=config.eval_batch_size, seed=seed,
+                                keep_per_example=True)
         record["variants"].append(
-            {"eval_stats": list(eval_stats) if eval_stats else None, "accuracy": _flatten_accuracy(result, config),
-             "evaluation": result}
+            {"eval_stats": list(eval_stats) if eval_stats else None,
+             "accuracy": _flatten_accuracy(result, suite, config), "evaluation": result, "suite": suite}
         )
     set_norm_eval_stats(model, "running", "running")
     if norm_layers(model):
@@ -115,15 +127,24 @@ def _train_and_evaluate(config, data, norm, seed, in_channels, num_classes, x_ev
     return record, model
 
 
-def _flatten_accuracy(result, config) -> dict:
-    """{"clean": a, "fgsm@0.1": a, ..., "worst@0.1": a} from an evaluation result."""
+def _flatten_accuracy(result, suite, config) -> dict:
+    """{"clean": a, "fgsm@0.1": a, ..., "worst@0.1": a, "suite@0.1": a, "realisable@0.1": a}.
+
+    ``worst``: per-example worst case over ``config.attacks``; ``suite``: over those and the suite's
+    attacks; ``realisable``: the suite's realisable worst case (equal to ``suite`` without batch statistics).
+    """
     flat = {"clean": result["clean_accuracy"]}
     for attack in config.attacks:
         for k, eps in enumerate(config.eps):
             flat[f"{attack}@{eps:g}"] = result["accuracy"][attack][k]
-    if len(config.attacks) > 1:
-        for k, eps in enumerate(config.eps):
-            flat[f"worst@{eps:g}"] = result["worst_case_accuracy"][k]
+    for k, eps in enumerate(config.eps):
+        flat[f"worst@{eps:g}"] = result["worst_case_accuracy"][k]
+    for k, eps in enumerate(config.eps):
+        # robust under every attack of both runs: never weaker than the evaluation's own worst case
+        survived = zip(suite["per_example"][k], *(result["per_example"][a][k] for a in config.attacks))
+        flat[f"suite@{eps:g}"] = sum(all(flags) for flags in survived) / len(suite["per_example"][k])
+    for k, eps in enumerate(config.eps):
+        flat[f"realisable@{eps:g}"] = suite["realisable_accuracy"][k]
     return flat
 
 
@@ -136,7 +157,8 @@ def _sanity(config, trained, x_eval, y_eval, log) -> dict:
         transfer = trained.get((norm, 1))
         eps = max(config.eps)
         checks = sanity_checks(model, x, y, eps, steps=config.pgd_steps, alpha=madry_step_size(eps, config.pgd_steps),
-                               transfer_model=transfer, batch_size=config.eval_batch_size, seed=0, progress=False)
+                               transfer_model=transfer, batch_size=config.eval_batch_size, seed=0, progress=False,
+                               square_queries=config.sanity_square_queries)
         out[norm] = checks
         failed = [name for name, check in checks["checks"].items() if check.get("passed") is False]
         log(f"  sanity checks ({norm}, running statistics): " + ("all passed" if not failed else f"FAILED: {', '.join(failed)}"))

@@ -37,12 +37,20 @@ CASES = [
     Case("cw", attacks.cw_l2, "l2", {"steps": 3, "binary_search_steps": 2, "lr": 0.1}, step_name="lr"),
     Case("cw_linf_budget", attacks.cw_l2, "linf", {"steps": 3, "binary_search_steps": 2, "lr": 0.1, "norm": "linf"},
          step_name="lr"),
+    Case("pgd_margin", attacks.pgd, kwargs={"alpha": EPS / 4, "steps": 2, "loss": "margin", "seed": 3},
+         step_name="alpha"),
+    Case("mim_dlr", attacks.mim, kwargs={"alpha": EPS / 4, "steps": 2, "loss": "dlr"}, step_name="alpha"),
+    Case("apgd_ce", attacks.apgd, kwargs={"steps": 3, "seed": 3}),
+    Case("apgd_dlr_restarts", attacks.apgd, kwargs={"steps": 3, "loss": "dlr", "restarts": 2, "seed": 3}),
+    Case("apgd_l2", attacks.apgd, "l2", {"steps": 3, "norm": "l2", "seed": 3}),
+    Case("apgd_targeted", attacks.apgd_targeted, kwargs={"steps": 2, "n_targets": 2, "seed": 3}),
+    Case("square", attacks.square, kwargs={"queries": 6, "seed": 3}, has_steps=False),   # steps: ``queries``
 ]
 IDS = [c.name for c in CASES]
 
 
 def setup(device, norm="bn", training=False, n=4):
-    model = tiny_cnn(norm, device=device)
+    model = tiny_cnn(norm, device=device, num_classes=4)   # 4 classes: APGD-T's targeted DLR needs them
     model.train(training)
     return model, images(n, device=device), labels(n, device=device)
 
@@ -175,11 +183,45 @@ def test_fixed_seed_is_reproducible(case, device):
     np.testing.assert_array_equal(first, second)
 
 
-def test_random_start_depends_on_seed():
+@pytest.mark.parametrize("case", [c for c in CASES if "seed" in c.kwargs], ids=[c.name for c in CASES if "seed" in c.kwargs])
+def test_random_start_depends_on_seed(case):
     model, x, y = setup("cpu")
-    a = attacks.pgd(model, x, y, EPS, EPS / 4, 1, seed=1)
-    b = attacks.pgd(model, x, y, EPS, EPS / 4, 1, seed=2)
+    a = case(model, x, y, seed=1)
+    b = case(model, x, y, seed=2)
     assert np.abs(a - b).max() > 1e-3
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_non_finite_images_are_refused(case, device, bad):
+    """NaN compares false with everything, so a range check alone lets it through; prepare names it."""
+    model, x, y = setup(device)
+    x_np = to_numpy(x).copy()
+    x_np[1, 0, 2, 3] = bad
+    with pytest.raises(ValueError, match=r"1 non-finite value\(s\) \(NaN or inf\)"):
+        case(model, backend.to_device(x_np, device), y)
+
+
+@pytest.mark.parametrize("run", [
+    lambda m, x, y: attacks.evaluate(m, x, y, "fgsm", [EPS], batch_size=2, progress=False),
+    lambda m, x, y: attacks.robust_accuracy(m, x, y, EPS, suite={"fgsm": {}}),
+    lambda m, x, y: attacks.sanity_checks(m, x, y, EPS, steps=1, noise_draws=1),
+], ids=["evaluate", "robust_accuracy", "sanity_checks"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_evaluations_refuse_non_finite_images(run, bad):
+    model, x, y = setup("cpu")
+    x = to_numpy(x).copy()
+    x[0, 0, 0, 0] = bad
+    with pytest.raises(ValueError, match=r"non-finite value\(s\) \(NaN or inf\)"):
+        run(model, x, y)
+
+
+@pytest.mark.parametrize("function", [attacks.fgsm, attacks.bim, attacks.mim, attacks.pgd, attacks.apgd])
+def test_unknown_loss_is_refused(function):
+    model, x, y = setup("cpu")
+    kwargs = {"alpha": EPS / 4, "steps": 1} if function in (attacks.bim, attacks.mim, attacks.pgd) else {}
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        function(model, x, y, eps=EPS, loss="hinge", **kwargs)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

@@ -1,5 +1,6 @@
 """``evaluate``: accuracies, the per-example worst case, recorded settings, JSON, progress bar."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -179,3 +180,64 @@ def test_default_step_size_is_the_paper_rule(digits):
         assert attacks.DEFAULTS[name]["alpha_factor"] == attacks.paper_step_size(1.0) == 0.1
     assert result["config"]["attacks"]["pgd"]["alpha"] == [pytest.approx(attacks.paper_step_size(e), rel=1e-15)
                                                            for e in eps_list]
+
+
+# --- the AutoAttack names, the realisable worst case, warnings -------------------------------------------------
+def test_suite_expands_to_autoattacks_three_attacks_with_their_budgets():
+    model, x, y = tiny_cnn("bn", num_classes=4).eval(), images(4), labels(4, num_classes=4)
+    result = attacks.evaluate(model, x, y, "suite", [0.0], batch_size=4, progress=False)   # ε = 0: nothing runs
+    assert list(result["config"]["attacks"]) == ["apgd-ce", "apgd-t", "square"]
+    assert result["config"]["attacks"]["apgd-ce"]["steps"] == 100
+    assert result["config"]["attacks"]["apgd-t"]["n_targets"] == 9
+    assert result["config"]["attacks"]["square"]["queries"] == 5000
+    assert all(result["accuracy"][name] == [result["clean_accuracy"]] for name in result["accuracy"])
+
+
+@pytest.mark.parametrize("batch_size, worst, realisable", [(8, 0.5, 0.75), (4, 0.0, 0.5)])
+def test_realisable_worst_case_is_the_worst_single_submitted_batch(batch_size, worst, realisable):
+    """In every batch a fools its examples 0, 1 and b its examples 2, 3: per example the worst case loses all four
+    of a batch of 4 (and four of a batch of 8), but any one batch an attacker submits (a's or b's) loses two."""
+    x, y = threshold_data()
+    result = attacks.evaluate(Threshold(), x, y, {"a": flipper([0, 1]), "b": flipper([2, 3])}, [0.1], batch_size,
+                              progress=False)
+    assert result["worst_case_accuracy"] == [worst]
+    assert result["realisable_worst_case_accuracy"] == [realisable]
+
+
+def test_realisable_worst_case_lies_between_the_worst_case_and_every_attack(digits):
+    model, x, y = digits
+    result = attacks.evaluate(model, x[:40], y[:40], {"fgsm": None, "pgd": {"steps": 3}, "apgd-ce": {"steps": 3}},
+                              [0.05, 0.1, 0.2], batch_size=20, progress=False)
+    for k in range(3):
+        realisable = result["realisable_worst_case_accuracy"][k]
+        assert result["worst_case_accuracy"][k] <= realisable
+        assert realisable <= min(result["accuracy"][name][k] for name in result["accuracy"])
+
+
+def test_cw_in_an_linf_table_is_flagged():
+    x, y = threshold_data()
+    settings = {"cw": {"steps": 2, "binary_search_steps": 1}}
+    with pytest.warns(UserWarning, match="CW-L2 is an L2 attack"):
+        attacks.evaluate(Threshold(), x, y, settings, [0.1], 8, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attacks.evaluate(Threshold(), x, y, settings, [0.1], 8, norm="l2", progress=False)
+
+
+@pytest.mark.parametrize("eps, clip, match", [
+    (8, (0.0, 1.0), r"did you mean 8/255"),
+    (1.0, (0.0, 1.0), r"covers the whole input range \[0, 1\]"),
+    (2.5, (-1.0, 1.0), r"covers the whole input range \[-1, 1\]"),
+    (0.1, (0.0, 1.0), None),
+    (8, (0.0, 255.0), None),      # 8 in 0–255 units is a legitimate budget
+])
+def test_a_budget_covering_the_input_range_is_flagged(eps, clip, match):
+    x, y = threshold_data()
+    x = clip[0] + (clip[1] - clip[0]) * x
+    if match is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            attacks.evaluate(Threshold(), x, y, "fgsm", [eps], 8, clip=clip, progress=False)
+        return
+    with pytest.warns(UserWarning, match=match):
+        attacks.evaluate(Threshold(), x, y, "fgsm", [eps], 8, clip=clip, progress=False)

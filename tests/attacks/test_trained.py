@@ -82,7 +82,7 @@ def test_sanity_checks_pass_for_an_undefended_model(digits):
     """With Madry's step ε/4 PGD converges in 20 steps here (the paper's ε/10 sits at the edge)."""
     model, x, y = digits
     second, _, _ = trained_digits(seed=1)
-    report = attacks.sanity_checks(model, x, y, 0.1, alpha=0.025, transfer_model=second)
+    report = attacks.sanity_checks(model, x, y, 0.1, alpha=0.025, transfer_model=second, square_queries=200)
     failed = {k: v for k, v in report["checks"].items() if v["passed"] is False}
     assert report["passed"], failed
     assert all(v["passed"] is True for v in report["checks"].values())
@@ -111,7 +111,7 @@ class Binarized(nn.Module):
 def test_sanity_checks_flag_masked_gradients(digits):
     model, x, y = digits
     masked = Binarized(model)
-    report = attacks.sanity_checks(masked, x, y, 0.1, alpha=0.025, steps=10)
+    report = attacks.sanity_checks(masked, x, y, 0.1, alpha=0.025, steps=10, square_queries=200)
     checks = report["checks"]
     assert not report["passed"]
     assert checks["zero_input_gradients"]["passed"] is False

@@ -57,7 +57,8 @@ def test_runs_hold_history_and_every_evaluation_variant(finished):
     for run in results["runs"]:
         assert [h["epoch"] for h in run["history"]] == [1]
         assert all(set(h) == HISTORY_KEYS for h in run["history"])
-        expected = [None] if run["norm"] == "none" else [list(v.setting) for v in EVAL_STATISTICS]
+        chosen = [v for v in EVAL_STATISTICS if v.name in config["eval_stats"]]
+        expected = [None] if run["norm"] == "none" else [list(v.setting) for v in chosen]
         assert EVAL_VARIANTS == tuple(v.setting for v in EVAL_STATISTICS)
         assert [v["eval_stats"] for v in run["variants"]] == expected
         for variant in run["variants"]:
@@ -68,7 +69,14 @@ def test_runs_hold_history_and_every_evaluation_variant(finished):
             assert evaluation["config"]["norm_eval_stats"] == variant["eval_stats"]
             assert variant["accuracy"]["clean"] == evaluation["clean_accuracy"]
             assert variant["accuracy"]["pgd@0.3"] == evaluation["accuracy"]["pgd"][1]
-            assert all(0 <= a <= 1 for a in variant["accuracy"].values())
+            for eps in config["eps"]:  # the suite's worst case is never weaker than the attacks it contains
+                acc = variant["accuracy"]
+                assert acc[f"suite@{eps:g}"] <= acc[f"worst@{eps:g}"] <= min(acc[f"{a}@{eps:g}"] for a in config["attacks"])
+                assert acc[f"worst@{eps:g}"] <= acc["clean"]
+            suite = variant["suite"]
+            assert suite["config"]["batch_statistics"] == (variant["eval_stats"] == ["batch", "batch"])
+            if not suite["config"]["batch_statistics"]:
+                assert suite["realisable_accuracy"] == suite["robust_accuracy"]
         if run["norm"] == "none":
             assert "statistics_shift" not in run
         else:  # finding 1: one row per norm layer of small_cnn
@@ -83,8 +91,8 @@ def test_summary_rows_and_sanity_checks(finished):
     config = results["config"]
     columns = report.columns(config["attacks"], config["eps"])
     summary = results["summary"]
-    labels = ["none / -", "bn / running", "bn / batch", "bn / running mean, batch scale",
-              "rn / running", "rn / batch", "rn / running mean, batch scale"]
+    names = {"running": "running", "batch": "batch", "running-mean": "running mean, batch scale"}
+    labels = ["none / -"] + [f"{norm} / {names[v]}" for norm in ("bn", "rn") for v in config["eval_stats"]]
     assert [row["variant"] for row in summary] == labels
     variants = [(run, v) for run in results["runs"] for v in run["variants"]]
     for row, (_, variant) in zip(summary, variants):
@@ -99,10 +107,10 @@ def test_summary_rows_and_sanity_checks(finished):
 def test_markdown_table_has_one_row_per_variant(finished):
     out, results, _ = finished
     lines = (out / "results.md").read_text().splitlines()
-    rows = [line for line in lines if line.startswith("| small-cnn |")]
+    rows = [line for line in lines if line.startswith("| small-cnn |")][: len(results["summary"])]
     assert [r.split("|")[2].strip() for r in rows] == [row["variant"] for row in results["summary"]]
     header = next(line for line in lines if line.startswith("| model |"))
-    assert header.count("|") - 1 == 2 + len(report.columns(results["config"]["attacks"], results["config"]["eps"]))
+    assert header.count("|") - 1 == 2 + len(report.columns(results["config"]["attacks"], results["config"]["eps"], table=True))
     assert all(r.count("±") == header.count("|") - 3 for r in rows)
 
 
