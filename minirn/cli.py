@@ -120,7 +120,7 @@ def _add_training_options(parser):
 
 
 def _add_attack_options(parser):
-    _option(parser, "--attacks", type=_names, text="comma-separated: fgsm,pgd,bim,mim,cw,apgd-ce,apgd-dlr,apgd-t,square")
+    _option(parser, "--attacks", type=_names, text="comma-separated: fgsm,pgd,bim,mim,cw,apgd-ce,apgd-dlr,apgd-t,square; suite = apgd-ce,apgd-t,square")
     _option(parser, "--eps", type=_positive_floats, text="comma-separated L∞ budgets for images in [0, 1]")
     _option(parser, "--pgd-steps", type=_positive_int, text="steps of PGD/BIM/MIM (step size 2.5 ε / steps)")
 
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     _option(rep, "--eval-batch-size", type=_positive_int, text="batch size of the evaluation (matters for batch statistics)")
     _option(rep, "--suite", choices=("fast", "standard", "smoke"),
             text="the attack ensemble of the 'suite' column: fast, or standard (AutoAttack's full budgets: slow)")
-    _option(rep, "--eval-stats", type=_names, text="eval-statistics variants of bn/rn: running,batch,running-mean")
+    _option(rep, "--eval-variants", type=_names, text="eval-statistics variants of bn/rn: running,batch,running-mean")
     _add_run_options(rep)
     _option(rep, "--out", text="output folder")
     rep.add_argument("--quick", action="store_true", help="a tiny smoke-test run on the 8x8 digits")

@@ -94,6 +94,10 @@ def test_interrupt_is_one_line_and_status_130(monkeypatch, tmp_path, capsys):
     (["reproduce", "--attacks", "fgsm,deepfool"], ["unknown attack", "deepfool"]),
     (["reproduce", "--eps", "0.1,0"], ["--eps", "positive"]),
     (["reproduce", "--eps", "0.1,-0.2"], ["--eps", "positive"]),
+    (["reproduce", "--eps", "8"], ["--eps 8", "whole input range", "did you mean 8/255"]),  # 0-255 units
+    (["reproduce", "--eps", "1"], ["--eps 1", "whole input range"]),
+    (["reproduce", "--suite", "huge"], ["--suite", "invalid choice"]),
+    (["reproduce", "--eval-variants", "running,median"], ["unknown eval statistics", "median"]),
     (["reproduce", "--epochs", "0"], ["--epochs", "positive"]),
     (["reproduce", "--seeds", "two"], ["--seeds"]),
     (["reproduce", "--device", "tpu"], ["unknown device", "tpu"]),
@@ -162,6 +166,7 @@ def test_unreadable_checkpoints(trained, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, words", [
     (["--eps", "0"], ["--eps"]),
+    (["--eps", "8"], ["--eps 8", "did you mean 8/255"]),
     (["--attacks", "pgd,boundary"], ["unknown attack", "boundary"]),
     (["--eval-stats", "population"], ["--eval-stats", "invalid choice"]),
     (["--examples", "0"], ["--examples"]),
@@ -268,3 +273,15 @@ def test_attack_prints_a_table_and_writes_json(trained, tmp_path, capsys):
 def test_bench_is_forwarded(capsys):
     status, out, _ = run(["bench", "--help"], capsys)
     assert status == 0 and "minirn bench" in out and "--workloads" in out
+
+
+def test_attack_runs_the_suite(trained, capsys):
+    """``--attacks suite`` expands to AutoAttack's three attacks, whose worst case is never above PGD's."""
+    _, path = trained
+    status, out, err = run(["attack", "--checkpoint", path, "--attacks", "pgd,suite", "--eps", "0.2", "--pgd-steps", "3",
+                            "--examples", "24", "--batch-size", "24", "--no-progress"], capsys)
+    assert status == 0, err
+    rows = {line.split("|")[1].strip(): float(line.split("|")[3]) for line in out.splitlines()
+            if line.startswith("| ") and not line.startswith("| attack")}
+    assert {"pgd", "apgd-ce", "apgd-t", "square", "worst case"} <= set(rows)
+    assert rows["worst case"] <= min(rows["pgd"], rows["apgd-ce"], rows["apgd-t"], rows["square"])

@@ -106,16 +106,12 @@ def apgd_targeted(model, x, y, eps, steps=100, *, n_targets=9, norm="linf", rest
     if eps == 0:
         return checks.finish(checks.copy(x), was_tensor)
     generator = backend.rng(seed)
-    xp = backend.array_namespace(x)
     with objective.model_untouched(model):
         clean_logits = objective.logits_of(model, x)
         num_classes = clean_logits.shape[1]
         if num_classes < 4:
             raise ValueError(f"apgd_targeted: the targeted DLR loss needs at least 4 classes, got {num_classes}")
-        # classes by decreasing clean logit, with the true class pushed to the end
-        is_label = labels[:, None] == xp.arange(num_classes, device=x.device)[None, :]
-        floor = xp.min(clean_logits, axis=1, keepdims=True) - 1.0
-        ranked = losses.ranked_classes(xp.where(is_label, floor, clean_logits))
+        ranked = losses.ranked_other_classes(clean_logits, labels)  # by decreasing clean logit, y last
         best = None
         for rank in range(min(n_targets, num_classes - 1)):
             targets = ranked[:, rank]

@@ -50,16 +50,22 @@ def logit_of(logits, classes):
     return F.sum(logits * F.one_hot(classes, logits.shape[1], logits.dtype), axis=1)
 
 
-def best_other_class(z, labels):
-    """:math:`\\arg\\max_{j \\ne y_n} z_{nj}` on the data z: (N, K) -> (N,) class indices.
-
-    The excluded entry is replaced by the row's minimum minus one (not -inf, which some array
-    libraries' arg-max mishandles), so it is never chosen.
-    """
+def _without_label(z, labels):
+    """z with each row's label entry replaced by the row's minimum minus one (not -inf, which some
+    array libraries' arg-max mishandles), so that no ranking ever picks it."""
     xp = backend.array_namespace(z)
     is_label = labels[:, None] == xp.arange(z.shape[1], device=z.device)[None, :]
-    floor = xp.min(z, axis=1, keepdims=True) - 1.0
-    return xp.argmax(xp.where(is_label, floor, z), axis=1)
+    return xp.where(is_label, xp.min(z, axis=1, keepdims=True) - 1.0, z)
+
+
+def best_other_class(z, labels):
+    """:math:`\\arg\\max_{j \\ne y_n} z_{nj}` on the data z: (N, K) -> (N,) class indices."""
+    return backend.array_namespace(z).argmax(_without_label(z, labels), axis=1)
+
+
+def ranked_other_classes(z, labels):
+    """The classes other than y_n by decreasing logit: (N, K) -> (N, K); column K-1 is y_n itself."""
+    return ranked_classes(_without_label(z, labels))
 
 
 def ranked_classes(z):

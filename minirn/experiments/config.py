@@ -14,9 +14,10 @@ import sys
 
 from minirn import backend, models, nn
 from minirn.attacks import SUITES, madry_step_size
+from minirn.attacks.evaluate import SUITE_NAMES
 from minirn.train import Recipe
 
-ATTACKS = ("fgsm", "pgd", "bim", "mim", "cw", "apgd-ce", "apgd-dlr", "apgd-t", "square")
+ATTACKS = ("fgsm", "pgd", "bim", "mim", "cw", "apgd-ce", "apgd-dlr", "apgd-t", "square", "suite")
 
 
 @dataclasses.dataclass
@@ -40,7 +41,7 @@ class ReproduceConfig:
     #: "fast" by default (to fit the CPU budget), "standard" (AutoAttack's budgets) with --full-suite
     suite: str = "fast"
     #: the eval-statistics variants of the batch norms (names of minirn.nn.EVAL_STATISTICS)
-    eval_stats: tuple = ("running", "batch")
+    eval_variants: tuple = ("running", "batch")
     #: the Square attack's query budget in the sanity check ``gradient_free_not_stronger``
     sanity_square_queries: int = 1000
     eval_examples: int = 250
@@ -75,7 +76,7 @@ class ReproduceConfig:
                 raise ValueError(f"unknown attack {attack!r}; expected a subset of {', '.join(ATTACKS)}")
         if self.suite not in SUITES:
             raise ValueError(f"unknown suite {self.suite!r}; expected one of {', '.join(SUITES)}")
-        for name in self.eval_stats:
+        for name in self.eval_variants:
             nn.eval_statistics(name)  # names the valid choices if unknown
         for name in ("epochs", "batch_size", "seeds", "pgd_steps", "eval_examples", "eval_batch_size"):
             value = getattr(self, name)
@@ -115,4 +116,5 @@ def attack_settings(config: ReproduceConfig) -> dict:
     steps = config.pgd_steps
     iterative = {"steps": steps, "alpha_factor": madry_step_size(1.0, steps)}   # α = alpha_factor·ε
     settings = {"pgd": {**iterative, "random_start": True}, "bim": iterative, "mim": iterative}
-    return {name: settings.get(name) for name in config.attacks}
+    names = [n for name in config.attacks for n in (SUITE_NAMES if name == "suite" else (name,))]
+    return {name: settings.get(name) for name in names}

@@ -102,7 +102,7 @@ def _train_and_evaluate(config, data, norm, seed, in_channels, num_classes, x_ev
     model.eval()
     record = {"norm": norm, "seed": seed, "history": history, "train_seconds": train_seconds, "variants": []}
     start = time.perf_counter()
-    for eval_stats in eval_variants(norm, config.eval_stats):
+    for eval_stats in eval_variants(norm, config.eval_variants):
         if eval_stats is not None:
             set_norm_eval_stats(model, *eval_stats)
         result = evaluate(model, x_eval, y_eval, attack_settings(config), list(config.eps),

@@ -57,7 +57,7 @@ def test_runs_hold_history_and_every_evaluation_variant(finished):
     for run in results["runs"]:
         assert [h["epoch"] for h in run["history"]] == [1]
         assert all(set(h) == HISTORY_KEYS for h in run["history"])
-        chosen = [v for v in EVAL_STATISTICS if v.name in config["eval_stats"]]
+        chosen = [v for v in EVAL_STATISTICS if v.name in config["eval_variants"]]
         expected = [None] if run["norm"] == "none" else [list(v.setting) for v in chosen]
         assert EVAL_VARIANTS == tuple(v.setting for v in EVAL_STATISTICS)
         assert [v["eval_stats"] for v in run["variants"]] == expected
@@ -92,7 +92,7 @@ def test_summary_rows_and_sanity_checks(finished):
     columns = report.columns(config["attacks"], config["eps"])
     summary = results["summary"]
     names = {"running": "running", "batch": "batch", "running-mean": "running mean, batch scale"}
-    labels = ["none / -"] + [f"{norm} / {names[v]}" for norm in ("bn", "rn") for v in config["eval_stats"]]
+    labels = ["none / -"] + [f"{norm} / {names[v]}" for norm in ("bn", "rn") for v in config["eval_variants"]]
     assert [row["variant"] for row in summary] == labels
     variants = [(run, v) for run in results["runs"] for v in run["variants"]]
     for row, (_, variant) in zip(summary, variants):
