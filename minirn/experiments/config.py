@@ -43,7 +43,7 @@ class ReproduceConfig:
     #: the eval-statistics variants of the batch norms (names of minirn.nn.EVAL_STATISTICS)
     eval_variants: tuple = ("running", "batch")
     #: the Square attack's query budget in the sanity check ``gradient_free_not_stronger``
-    sanity_square_queries: int = 1000
+    sanity_square_queries: int = 500
     eval_examples: int = 250
     eval_batch_size: int = 128
     sanity_examples: int = 100
