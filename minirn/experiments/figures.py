@@ -25,7 +25,7 @@ def accuracy_vs_eps(summary, attacks, eps_list, path=None) -> Figure:
             mean = [row["clean"][0]] + [row[f"{attack}@{e:g}"][0] for e in eps_list]
             std = [row["clean"][1]] + [row[f"{attack}@{e:g}"][1] for e in eps_list]
             ax.errorbar(eps_axis, 100 * np.array(mean), yerr=100 * np.array(std), marker="o", capsize=3, label=row["variant"])
-        ax.set_title(f"{attack.upper()}: accuracy under attack")
+        ax.set_title("suite (per-example worst case)" if attack == "suite" else f"{attack.upper()}: accuracy under attack")
         ax.set_xlabel("ε (L∞, images in [0, 1])")
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-2, 102)

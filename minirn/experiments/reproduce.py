@@ -176,7 +176,7 @@ def _figures(config, results, trained, x_eval, y_eval) -> list:
         paths.append(os.path.join(config.out, name))
         return paths[-1]
 
-    figures.accuracy_vs_eps(results["summary"], config.attacks, config.eps, path=path("accuracy_vs_eps.png"))
+    figures.accuracy_vs_eps(results["summary"], [*config.attacks, "suite"], config.eps, path=path("accuracy_vs_eps.png"))
     figures.training_curves(results["runs"], path=path("training_curves.png"))
     shift_runs = [r for r in results["runs"] if r.get("statistics_shift") and r["norm"] == "bn"]
     if shift_runs:
