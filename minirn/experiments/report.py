@@ -37,9 +37,11 @@ def summarize(runs, attacks, eps_list, model_name) -> list:
         for variant in run["variants"]:
             label = variant_label(run["norm"], variant["eval_stats"])
             if label not in rows:
-                rows[label], order = {c: [] for c in columns(attacks, eps_list)}, [*order, label]
+                # only the columns this evaluation has (a run without the suite has no suite@ columns)
+                present = [c for c in columns(attacks, eps_list) if c in variant["accuracy"]]
+                rows[label], order = {c: [] for c in present}, [*order, label]
             for col in rows[label]:
-                rows[label][col].append(variant["accuracy"].get(col, float("nan")))
+                rows[label][col].append(variant["accuracy"][col])
     summary = []
     for label in order:
         row = {"model": model_name, "variant": label, "seeds": len(rows[label]["clean"])}
@@ -55,7 +57,9 @@ def markdown_table(summary, attacks, eps_list, batch_size, suite="") -> str:
     The first table has one row per model/norm/eval statistics; the second, for the rows whose
     predictions use batch statistics, sets the per-example worst case beside the realisable one.
     """
-    cols = columns(attacks, eps_list, table=True)
+    cols = [c for c in columns(attacks, eps_list, table=True) if all(c in row for row in summary)]
+    if not any(c.startswith("suite@") for c in cols):  # no suite: show the attacks' own worst case instead
+        cols += [c for c in (f"worst@{e:g}" for e in eps_list) if len(attacks) > 1 and all(c in row for row in summary)]
     header = "| model | norm / eval statistics | " + " | ".join(cols) + " |"
     lines = [header, "|" + "---|" * (len(cols) + 2)]
     for row in summary:
@@ -67,9 +71,10 @@ def markdown_table(summary, attacks, eps_list, batch_size, suite="") -> str:
         f"Accuracy (%) on the attacked test examples, mean ± sample std (ddof = 1) over {seeds} seed(s). "
         f"'batch' rows normalise with the statistics of the inference batch "
         f"(batch size {batch_size}; the whole batch is attacked jointly), so they depend on the batch size "
-        f"and composition. 'suite' is the per-example worst case over the attacks of the suite ({suite})."
+        f"and composition."
+        + (f" 'suite' is the per-example worst case over the attacks of the suite ({suite})." if suite else "")
     )
-    batch_rows = [row for row in summary if "batch" in row["variant"]]
+    batch_rows = [row for row in summary if "batch" in row["variant"] and f"realisable@{eps_list[0]:g}" in row]
     if batch_rows:
         pairs = [c for e in eps_list for c in (f"suite@{e:g}", f"realisable@{e:g}")]
         lines += ["", "| model | norm / eval statistics | " + " | ".join(pairs) + " |", "|" + "---|" * (len(pairs) + 2)]

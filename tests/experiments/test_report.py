@@ -68,3 +68,21 @@ def test_markdown_tables():
     assert lines[8] == "| model | norm / eval statistics | suite@0.1 | realisable@0.1 |"
     assert lines[10] == "| small-cnn | bn / batch | 25.0 ± 7.1 | 35.0 ± 7.1 |"
     assert len([line for line in lines if line.startswith("| small-cnn")]) == 4
+
+
+def test_runs_without_the_suite_keep_their_columns_and_no_nan():
+    """An evaluation without the suite (e.g. a notebook's own table) gets no suite/realisable columns, never NaN."""
+    runs = [run("bn", seed, [(["batch", "batch"], {"clean": 0.9, "pgd@0.1": 0.3 + 0.1 * seed, "worst@0.1": 0.3})])
+            for seed in range(2)]
+    (row,) = report.summarize(runs, ["pgd"], [0.1], "small-cnn")
+    assert set(row) == {"model", "variant", "seeds", "clean", "pgd@0.1", "worst@0.1"}
+    table = report.markdown_table([row], ["pgd"], [0.1], batch_size=128)
+    assert "nan" not in table and "suite" not in table and "realisable" not in table
+    assert table.splitlines()[0] == "| model | norm / eval statistics | clean | pgd@0.1 |"
+
+
+def test_without_the_suite_the_table_shows_the_attacks_worst_case():
+    runs = [run("rn", 0, [(["running", "running"], {"clean": 0.9, "fgsm@0.2": 0.5, "pgd@0.2": 0.3, "worst@0.2": 0.2})])]
+    rows = report.summarize(runs, ["fgsm", "pgd"], [0.2], "resnet20")
+    header = report.markdown_table(rows, ["fgsm", "pgd"], [0.2], batch_size=100).splitlines()[0]
+    assert header.endswith("| fgsm@0.2 | pgd@0.2 | worst@0.2 |")
