@@ -75,6 +75,11 @@ def prepare(name, x, y, clip, eps=None, alpha=None, steps=None, norm="linf"):
     return x, labels, was_tensor, (low, high)
 
 
+def budget_hint(eps):
+    """"; did you mean 8/255 ≈ 0.031?" for a whole-number budget ≥ 1 (likely typed in 0–255 units), else ""."""
+    return f"; did you mean {eps:g}/255 ≈ {eps / 255:.3f}?" if eps >= 1 and float(eps).is_integer() else ""
+
+
 def warn_if_budget_covers_range(name, eps, norm, low, high):
     """Warn (stderr, ``UserWarning``) when an L∞ budget is at least the whole input range.
 
@@ -82,9 +87,8 @@ def warn_if_budget_covers_range(name, eps, norm, low, high):
     reach every image, so the "robust accuracy" it measures is meaningless.
     """
     if norm == "linf" and eps >= high - low:
-        hint = f"; did you mean {eps:g}/255 ≈ {eps / 255:.3f}?" if eps >= 1 and float(eps).is_integer() else ""
         warnings.warn(f"{name}: eps = {eps:g} covers the whole input range [{low:g}, {high:g}], so every image can be "
-                      f"reached{hint}", UserWarning, stacklevel=3)
+                      f"reached{budget_hint(eps)}", UserWarning, stacklevel=3)
 
 
 def _check_real(name, value):

@@ -14,6 +14,7 @@ import sys
 
 from minirn import backend, models, nn
 from minirn.attacks import SUITES, madry_step_size
+from minirn.attacks.checks import budget_hint
 from minirn.attacks.evaluate import SUITE_NAMES
 from minirn.train import Recipe
 
@@ -97,9 +98,8 @@ def check_budget(eps_list, low=0.0, high=1.0):
     """Refuse L∞ budgets that cover the whole input range: 8 on [0, 1] images is almost surely 8/255."""
     for eps in eps_list:
         if eps >= high - low:
-            hint = f" (did you mean {eps:g}/255 ≈ {eps / 255:.3f}?)" if eps >= 1 and float(eps).is_integer() else ""
             raise ValueError(f"--eps {eps:g} covers the whole input range [{low:g}, {high:g}] of the images, so "
-                             f"every image can be reached{hint}; budgets are in pixel units of [0, 1]")
+                             f"every image can be reached{budget_hint(eps)}; budgets are in pixel units of [0, 1]")
 
 
 def quick_config(**overrides) -> ReproduceConfig:
