@@ -22,7 +22,8 @@ function                                what                                    
 
 The objectives (cross-entropy, CW margin, DLR: ``loss="ce" | "margin" | "dlr"`` on every gradient
 attack) are in :mod:`.losses`.  What the attacks share lives in three files, one idea each: :mod:`.checks` (argument checks),
-:mod:`.objective` (the objective J, its input gradient, the untouched-model guard) and
+:mod:`.objective` (the objective J, its input gradient, the untouched-model guard; and ``to_list``/``mean``,
+with which the evaluations read their results back) and
 :mod:`.geometry` (per-example norms, steps, projections, the random start).
 
 Every attack takes ``(model, x, y, ...)`` with x: (N, C, H, W) images in [0, 1] (array or

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import numbers
 import warnings
 
 from tqdm.auto import tqdm
 
-from minirn import backend
 from minirn.attacks import checks, geometry, objective
 from minirn.attacks.apgd import apgd, apgd_targeted
 from minirn.attacks.cw import cw_l2
@@ -58,7 +56,8 @@ def resolve_attacks(attacks):
     Accepts a name (``"fgsm"``, ``"bim"``, ``"mim"``, ``"pgd"``, ``"cw"``), a callable
     ``fn(model, x, y, eps) -> x_adv``, a list of those, or a dict ``{name: overrides}`` whose values
     are dicts of hyper-parameters replacing the defaults (``{"pgd": {"steps": 40}}``), ``None``
-    (defaults) or a callable.
+    (defaults) or a callable.  An attack named for its loss (``"apgd-ce"``, ``"apgd-dlr"``) refuses a
+    ``loss`` setting that names another loss.
     """
     if attacks == "suite":
         attacks = list(SUITE_NAMES)
@@ -81,6 +80,7 @@ def resolve_attacks(attacks):
             if unknown:
                 raise ValueError(f"evaluate: unknown settings {unknown} for {key!r}; it accepts {sorted(allowed)} "
                                  "(and alpha_factor: alpha = alpha_factor * eps)")
+            _refuse_another_loss(key, value or {})
             settings = {**DEFAULTS[key], **(value or {})}
             resolved.append((key, ATTACKS[key], settings))
         if resolved[-1][0] in names:
@@ -90,6 +90,21 @@ def resolve_attacks(attacks):
     if not resolved:
         raise ValueError("evaluate: no attacks given")
     return resolved
+
+
+def _refuse_another_loss(name, settings):
+    """An attack named for its loss ("apgd-ce", "apgd-dlr") runs that loss only: a different ``loss`` is refused.
+
+    Otherwise ``{"apgd-ce": {"loss": "dlr"}}`` would report a DLR attack under the name of the CE one.
+    """
+    named_loss = getattr(ATTACKS[name], "keywords", {}).get("loss")
+    asked = settings.get("loss", named_loss)
+    if named_loss is None or asked == named_loss:
+        return
+    same = [other for other, function in ATTACKS.items() if getattr(function, "keywords", {}).get("loss") == asked]
+    hint = f"use {same[0]!r} for APGD on that loss" if same else f"give a callable that runs apgd(..., loss={asked!r})"
+    raise ValueError(f"evaluate: attack {name!r} is APGD on the loss {named_loss!r}, but its settings ask for "
+                     f"loss={asked!r}; {hint}")
 
 
 def call_attack(name, function, settings, model, x, y, eps, norm, clip, seed):
@@ -130,7 +145,7 @@ def evaluate(model, x, y, attacks, eps_list, batch_size, *, norm="linf", clip=(0
       statistics the per-example worst case combines examples of *different* adversarial batches,
       which no single submitted batch realises; this figure is realisable.  Without batch
       statistics it is usually higher than the per-example worst case, which is then the one to report;
-        * ``perturbation[name][k]``: mean and max of :math:`\\|\\delta\\|_\\infty` and :math:`\\|\\delta\\|_2`;
+    * ``perturbation[name][k]``: mean and max of :math:`\\|\\delta\\|_\\infty` and :math:`\\|\\delta\\|_2`;
     * ``config``: batch size, seed, norm, clip, number of examples, train/eval mode, the norm
       layers' eval statistics (:func:`minirn.nn.get_norm_eval_stats`), whether predictions use
       batch statistics, and each attack's settings (with α per ε);
@@ -164,7 +179,7 @@ def evaluate(model, x, y, attacks, eps_list, batch_size, *, norm="linf", clip=(0
     bar = tqdm(total=len(batches) * (1 + len(resolved) * len(eps_list)), disable=not progress, desc="evaluate")
     clean = []
     for xb, yb in batches:
-        clean += _to_list(objective.predict(model, xb) == yb)
+        clean += objective.to_list(objective.predict(model, xb) == yb)
         bar.update(1)
     accuracy, perturbation, correct = {}, {}, {}
     for name, function, settings in resolved:
@@ -176,23 +191,23 @@ def evaluate(model, x, y, attacks, eps_list, batch_size, *, norm="linf", clip=(0
                 x_adv = call_attack(name, function, settings, model, xb, yb, eps, norm, (low, high),
                                     None if seed is None else seed + b)
                 x_adv = x_adv.data if isinstance(x_adv, Tensor) else x_adv
-                hits += _to_list(objective.predict(model, x_adv) == yb)
+                hits += objective.to_list(objective.predict(model, x_adv) == yb)
                 delta = x_adv - xb
-                linf += _to_list(geometry.norm_per_example(delta, "linf"))
-                l2 += _to_list(geometry.norm_per_example(delta, "l2"))
+                linf += objective.to_list(geometry.norm_per_example(delta, "linf"))
+                l2 += objective.to_list(geometry.norm_per_example(delta, "l2"))
                 bar.update(1)
             correct[name].append(hits)
-            accuracy[name].append(_mean(hits))
-            perturbation[name].append({"linf_mean": _mean(linf), "linf_max": max(linf),
-                                       "l2_mean": _mean(l2), "l2_max": max(l2)})
+            accuracy[name].append(objective.mean(hits))
+            perturbation[name].append({"linf_mean": objective.mean(linf), "linf_max": max(linf),
+                                       "l2_mean": objective.mean(l2), "l2_max": max(l2)})
     bar.close()
 
-    worst = [_mean([all(correct[name][k][i] for name in correct) for i in range(n)]) for k in range(len(eps_list))]
+    worst = [objective.mean([all(correct[name][k][i] for name in correct) for i in range(n)]) for k in range(len(eps_list))]
     # per batch, the worst single batch an attacker could submit (the clean one or one attack's)
     realisable = [sum(min([sum(clean[s : s + batch_size])] + [sum(correct[name][k][s : s + batch_size]) for name in correct])
                       for s in starts) / n for k in range(len(eps_list))]
     result = {
-        "clean_accuracy": _mean(clean),
+        "clean_accuracy": objective.mean(clean),
         "eps": eps_list,
         "accuracy": accuracy,
         "worst_case_accuracy": worst,
@@ -230,12 +245,3 @@ def _config(model, resolved, eps_list, n, batch_size, seed, norm, clip):
                  if batch_stats else "predictions are independent of the batch"),
         "attacks": attacks,
     }
-
-
-def _to_list(array):
-    """A backend array as a list of Python numbers (one device-to-host copy)."""
-    return backend.to_host(array).tolist()
-
-
-def _mean(values):
-    return math.fsum(float(v) for v in values) / len(values) if values else float("nan")

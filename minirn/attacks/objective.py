@@ -9,10 +9,13 @@ per example, or the CW margin or the DLR loss (``loss="margin"``/``"dlr"``, :mod
 function the model computes (batch statistics included).  Attacks run inside :func:`model_untouched`,
 which leaves the model's modes, running statistics and parameter gradients as it found them.
 :func:`keep_worst` combines restarts per example: first success, else the highest J.
+The evaluations (:mod:`.evaluate`, :mod:`.suite`, :mod:`.sanity`) read their results back with
+:func:`to_list` and average them with :func:`mean`.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 
 from minirn import backend
 from minirn.attacks import losses
@@ -119,3 +122,13 @@ def keep_worst(best, candidate):
         xp.where(replace, j_new, j_best),
         s_best | s_new,
     )
+
+
+def to_list(array):
+    """A backend array as a list of Python numbers or bools (one device-to-host copy)."""
+    return backend.to_host(array).tolist()
+
+
+def mean(values):
+    """The mean of a list of numbers or bools, summed exactly (``math.fsum``); NaN for an empty list."""
+    return math.fsum(float(v) for v in values) / len(values) if values else float("nan")

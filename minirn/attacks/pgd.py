@@ -70,15 +70,37 @@ def pgd(model, x, y, eps, alpha, steps, *, norm="linf", random_start=True, resta
     code); ``python -m minirn reproduce`` takes 10 steps of :func:`madry_step_size` (2.5 ε / steps);
     adversarial training attacks with :func:`adversarial_training_step_size` (ε/4).
     seed: int, ``numpy.random.Generator`` or None (the global generator) for the random start.
-    loss_history: optional list; each step appends the batch mean of J at the current iterate
-    (for the gradient-masking checks; each entry costs a device synchronisation).
+    loss_history: optional list; each step appends the batch mean of J at the current iterate, the
+    restarts one after another (``steps`` entries per run; for the gradient-masking checks; each entry
+    costs a device synchronisation).
     Returns x' with the kind, shape and dtype of x.
     """
-    x, labels, was_tensor, (low, high) = checks.prepare("pgd", x, y, clip, eps, alpha, steps, norm)
-    restarts = checks.check_int("pgd: restarts", restarts)
+    return _projected_gradient_ascent("pgd", model, x, y, eps, alpha, steps, norm, random_start, restarts, targeted,
+                                      clip, seed, projection, loss, loss_history)
+
+
+def bim(model, x, y, eps, alpha, steps, *, norm="linf", targeted=False, clip=(0.0, 1.0), seed=None, loss="ce"):
+    """Basic iterative method (Kurakin et al. 2017): FGSM steps of size α, projected each time.
+
+    .. math:: x^{0} = x, \\qquad
+              x^{t+1} = \\mathrm{clip}_{[lo,hi]}\\big(\\mathrm{clip}_{[x-\\epsilon,\\,x+\\epsilon]}
+              (x^{t} + \\alpha\\,\\mathrm{sign}(\\nabla_x J(x^{t})))\\big)
+
+    This is :func:`pgd` without random start and with one run (its errors name ``bim``).
+    x: (N, C, H, W); y: (N,).  Returns x' with the kind, shape and dtype of x.
+    """
+    return _projected_gradient_ascent("bim", model, x, y, eps, alpha, steps, norm, False, 1, targeted, clip, seed,
+                                      "ball_then_box", loss, None)
+
+
+def _projected_gradient_ascent(name, model, x, y, eps, alpha, steps, norm, random_start, restarts, targeted, clip,
+                               seed, projection, loss, loss_history):
+    """The loop of :func:`pgd` (and :func:`bim`); ``name`` prefixes the argument errors."""
+    x, labels, was_tensor, (low, high) = checks.prepare(name, x, y, clip, eps, alpha, steps, norm)
+    restarts = checks.check_int(f"{name}: restarts", restarts)
     losses.check_loss(loss)
     if projection not in checks.PROJECTIONS:
-        raise ValueError(f"pgd: projection must be 'ball_then_box' or 'exact', got {projection!r}")
+        raise ValueError(f"{name}: projection must be 'ball_then_box' or 'exact', got {projection!r}")
     if eps == 0:
         return checks.finish(checks.copy(x), was_tensor)
     generator = backend.rng(seed)
@@ -99,16 +121,3 @@ def pgd(model, x, y, eps, alpha, steps, *, norm="linf", random_start=True, resta
             best = candidate if best is None else objective.keep_worst(best, candidate)
     return checks.finish(best[0], was_tensor)
 
-
-def bim(model, x, y, eps, alpha, steps, *, norm="linf", targeted=False, clip=(0.0, 1.0), seed=None, loss="ce"):
-    """Basic iterative method (Kurakin et al. 2017): FGSM steps of size α, projected each time.
-
-    .. math:: x^{0} = x, \\qquad
-              x^{t+1} = \\mathrm{clip}_{[lo,hi]}\\big(\\mathrm{clip}_{[x-\\epsilon,\\,x+\\epsilon]}
-              (x^{t} + \\alpha\\,\\mathrm{sign}(\\nabla_x J(x^{t})))\\big)
-
-    This is :func:`pgd` without random start and with one run.
-    x: (N, C, H, W); y: (N,).  Returns x' with the kind, shape and dtype of x.
-    """
-    return pgd(model, x, y, eps, alpha, steps, norm=norm, random_start=False, restarts=1,
-               targeted=targeted, clip=clip, seed=seed, loss=loss)

@@ -7,6 +7,9 @@ resists PGD but fails one of these checks is more likely to hide its gradients t
 ========================================  ===================================================
 check                                     passes when
 ========================================  ===================================================
+``model_is_alive``                        clean accuracy above 1.5/K (K classes, from the logits)
+                                          and more than one class predicted (else the network
+                                          is dead and every other check is void)
 ``accuracy_decreases_with_eps``           PGD accuracy is non-increasing along ε (± tolerance)
 ``large_eps_reaches_zero``                the strong attack with a budget covering the box gives 0% accuracy
 ``pgd_at_least_as_strong_as_fgsm``        at most ``tolerance``·N examples fooled by FGSM survive PGD
@@ -25,7 +28,11 @@ margin and APGD with the DLR loss (``steps`` steps each, random starts): cross-e
 stalls where the softmax saturates (at a budget covering the box a confident model gives it a
 vanishing gradient), which would make ``large_eps_reaches_zero`` fail for a reason that is the
 attack's, not the model's.  The white-box side of ``gradient_free_not_stronger`` is the same
-strong attack at ε (with the base PGD and APGD-CE added).
+strong attack at ε (with APGD-CE added).
+
+Each attack runs once and its result is reused: the base PGD at ε is also the strong attack's
+PGD-CE at ε and, on the first batch, gives the loss per step for ``loss_increases``; the clean
+logits give the clean accuracy, ``model_is_alive`` and the first pass of ``deterministic_forward``.
 """
 from __future__ import annotations
 
@@ -38,10 +45,9 @@ from minirn.attacks import geometry, objective
 from minirn.attacks.apgd import apgd
 from minirn.attacks.checks import check_int, prepare
 from minirn.attacks.fgsm import fgsm
+from minirn.attacks.objective import mean, to_list
 from minirn.attacks.pgd import paper_step_size, pgd
 from minirn.attacks.square import square
-from minirn.autograd.grad_mode import freeze_running_stats, no_grad
-from minirn.autograd.tensor import Tensor
 
 
 def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restarts=1, batch_size=None,
@@ -64,43 +70,60 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     batch_size = n if batch_size is None else check_int("sanity_checks: batch_size", batch_size)
     alpha = paper_step_size(eps) if alpha is None else alpha
     batches = [(x[s : s + batch_size, ...], labels[s : s + batch_size]) for s in range(0, n, batch_size)]
-    bar = tqdm(total=10, disable=not progress, desc="sanity checks")
+    bar = tqdm(total=11, disable=not progress, desc="sanity checks")
 
     def robust(attack, target=model):
         """Per example: still correctly classified by ``target`` after ``attack(batch_x, batch_y, b)``?"""
         out = []
         for b, (xb, yb) in enumerate(batches):
-            out += _to_list(objective.predict(target, attack(xb, yb, b)) == yb)
+            out += to_list(objective.predict(target, attack(xb, yb, b)) == yb)
         return out
 
-    def pgd_attack(budget, step, steps_=steps, restarts_=restarts, source=model, loss="ce"):
+    def pgd_attack(budget, step, steps_=steps, restarts_=restarts, source=model, loss="ce", first_batch_history=None):
+        """PGD on each batch; ``first_batch_history`` (a list) receives the loss per step on batch 0."""
         return lambda xb, yb, b: pgd(source, xb, yb, budget, step, steps_, norm=norm, restarts=restarts_,
-                                     clip=(low, high), seed=seed + b, loss=loss)
+                                     clip=(low, high), seed=seed + b, loss=loss,
+                                     loss_history=first_batch_history if b == 0 else None)
 
     def apgd_attack(budget, loss):
         return lambda xb, yb, b: apgd(model, xb, yb, budget, steps, norm=norm, loss=loss, clip=(low, high),
                                       seed=seed + b)
 
-    def strong(budget, step):
-        """Per example: robust to PGD-CE, PGD-margin and APGD-DLR at ``budget`` (the strong attack)."""
-        runs = [robust(pgd_attack(budget, step)), robust(pgd_attack(budget, step, loss="margin")),
-                robust(apgd_attack(budget, "dlr"))]
+    def strong(budget, step, pgd_ce=None):
+        """Per example: robust to PGD-CE, PGD-margin and APGD-DLR at ``budget`` (the strong attack).
+
+        pgd_ce: the PGD-CE flags at (budget, step) when they are already computed (then not re-run).
+        """
+        pgd_ce = robust(pgd_attack(budget, step)) if pgd_ce is None else pgd_ce
+        runs = [pgd_ce, robust(pgd_attack(budget, step, loss="margin")), robust(apgd_attack(budget, "dlr"))]
         return [all(r) for r in zip(*runs)]
 
     checks = {}
-    clean = _mean(robust(lambda xb, yb, b: xb))
-    base = robust(pgd_attack(eps, alpha))
-    base_acc = _mean(base)
+    clean_logits = [objective.logits_of(model, xb) for xb, _ in batches]          # (N_b, K) per batch
+    xp = backend.array_namespace(clean_logits[0])
+    predicted = [xp.argmax(logits, axis=1) for logits in clean_logits]
+    clean = mean([v for p, (_, yb) in zip(predicted, batches) for v in to_list(p == yb)])
+    num_classes = clean_logits[0].shape[1]
+    distinct = len({c for p in predicted for c in to_list(p)})
+    checks["model_is_alive"] = {
+        "passed": clean > 1.5 / num_classes and distinct > 1, "clean_accuracy": clean, "num_classes": num_classes,
+        "chance_accuracy": 1.0 / num_classes, "required_accuracy_above": 1.5 / num_classes,
+        "distinct_predicted_classes": distinct}
+    bar.update(1)
+
+    first_batch_losses = []                        # the base PGD's loss per step on batch 0 (all its restarts)
+    base = robust(pgd_attack(eps, alpha, first_batch_history=first_batch_losses))
+    base_acc = mean(base)
 
     grid = [0.0, eps / 4, eps / 2, eps, 2 * eps]
-    accs = [clean, *(_mean(robust(pgd_attack(e, alpha * e / eps if eps else 0.0))) for e in grid[1:3]), base_acc,
-            _mean(robust(pgd_attack(grid[4], 2 * alpha)))]
+    accs = [clean, *(mean(robust(pgd_attack(e, alpha * e / eps if eps else 0.0))) for e in grid[1:3]), base_acc,
+            mean(robust(pgd_attack(grid[4], 2 * alpha)))]
     checks["accuracy_decreases_with_eps"] = {
         "passed": all(b <= a + tolerance for a, b in zip(accs, accs[1:])), "eps": grid, "pgd_accuracy": accs}
     bar.update(1)
 
     large = (high - low) * (1.0 if norm == "linf" else math.sqrt(_dimension(x)))
-    large_acc = _mean(strong(large, paper_step_size(large)))
+    large_acc = mean(strong(large, paper_step_size(large)))
     checks["large_eps_reaches_zero"] = {"passed": large_acc == 0.0, "eps": large, "strong_attack_accuracy": large_acc,
                                         "attack": "worst case of PGD-CE, PGD-margin, APGD-DLR"}
     bar.update(1)
@@ -108,19 +131,17 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     fgsm_correct = robust(lambda xb, yb, b: fgsm(model, xb, yb, eps, norm=norm, clip=(low, high)))
     missed = sum(1 for f, p in zip(fgsm_correct, base) if not f and p)
     checks["pgd_at_least_as_strong_as_fgsm"] = {
-        "passed": missed <= tolerance * n and base_acc <= _mean(fgsm_correct),
-        "fgsm_accuracy": _mean(fgsm_correct), "pgd_accuracy": base_acc, "fooled_by_fgsm_not_pgd": missed}
+        "passed": missed <= tolerance * n and base_acc <= mean(fgsm_correct),
+        "fgsm_accuracy": mean(fgsm_correct), "pgd_accuracy": base_acc, "fooled_by_fgsm_not_pgd": missed}
     bar.update(1)
 
-    strong_acc = _mean(robust(pgd_attack(eps, alpha, 2 * steps, restarts + 1)))
+    strong_acc = mean(robust(pgd_attack(eps, alpha, 2 * steps, restarts + 1)))
     checks["more_steps_and_restarts_change_little"] = {
         "passed": base_acc - strong_acc <= tolerance, "pgd_accuracy": base_acc,
         "stronger_pgd_accuracy": strong_acc, "stronger_steps": 2 * steps, "stronger_restarts": restarts + 1}
     bar.update(1)
 
-    history = []
-    xb, yb = batches[0]
-    pgd(model, xb, yb, eps, alpha, steps, norm=norm, clip=(low, high), seed=seed, loss_history=history)
+    history = first_batch_losses[:steps]           # its first run: exactly a one-run PGD on batch 0 with seed
     rises = sum(1 for a, b in zip(history, history[1:]) if b > a)
     share = rises / max(len(history) - 1, 1)
     checks["loss_increases"] = {
@@ -128,7 +149,7 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
         "first_loss": history[0], "last_loss": history[-1], "loss_per_step": history}
     bar.update(1)
 
-    noise_acc = _mean(robust(_noise_attack(eps, norm, noise_draws, seed, low, high, model)))
+    noise_acc = mean(robust(_noise_attack(eps, norm, noise_draws, seed, low, high, model)))
     checks["stronger_than_random_noise"] = {
         "passed": base_acc <= noise_acc, "pgd_accuracy": base_acc, "noise_accuracy": noise_acc, "draws": noise_draws}
     bar.update(1)
@@ -136,7 +157,7 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     if transfer_model is None:
         checks["stronger_than_transfer"] = {"passed": None, "note": "skipped: no transfer_model given"}
     else:
-        transfer_acc = _mean(robust(pgd_attack(eps, alpha, source=transfer_model)))
+        transfer_acc = mean(robust(pgd_attack(eps, alpha, source=transfer_model)))
         checks["stronger_than_transfer"] = {
             "passed": base_acc <= transfer_acc, "pgd_accuracy": base_acc, "transfer_accuracy": transfer_acc}
     bar.update(1)
@@ -144,9 +165,7 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     checks["zero_input_gradients"] = _zero_gradients(model, batches, n, tolerance)
     bar.update(1)
 
-    with no_grad(), freeze_running_stats():
-        first, second = model(Tensor(xb)).data, model(Tensor(xb)).data
-    xp = backend.array_namespace(first)
+    first, second = clean_logits[0], objective.logits_of(model, batches[0][0])  # the clean pass of batch 0, again
     difference = float(xp.max(xp.abs(first - second)))
     checks["deterministic_forward"] = {"passed": difference == 0.0, "max_abs_difference": difference}
     bar.update(1)
@@ -154,14 +173,13 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     if norm != "linf":
         checks["gradient_free_not_stronger"] = {"passed": None, "note": "skipped: Square is implemented for L-inf only"}
     else:
-        white_box = [a and b for a, b in zip(strong(eps, alpha), robust(apgd_attack(eps, "ce")))]
-        white_box = [a and b for a, b in zip(white_box, base)]
+        white_box = [a and b for a, b in zip(strong(eps, alpha, pgd_ce=base), robust(apgd_attack(eps, "ce")))]
         square_correct = robust(lambda xb, yb, b: square(model, xb, yb, eps, square_queries, clip=(low, high),
                                                          seed=seed + b))
         missed = sum(1 for s, w in zip(square_correct, white_box) if not s and w)
         checks["gradient_free_not_stronger"] = {
-            "passed": missed <= tolerance * n, "square_accuracy": _mean(square_correct),
-            "white_box_accuracy": _mean(white_box), "fooled_by_square_not_white_box": missed,
+            "passed": missed <= tolerance * n, "square_accuracy": mean(square_correct),
+            "white_box_accuracy": mean(white_box), "fooled_by_square_not_white_box": missed,
             "square_queries": square_queries}
     bar.update(1)
     bar.close()
@@ -215,11 +233,3 @@ def _dimension(x):
     for size in x.shape[1:]:
         d *= size
     return d
-
-
-def _to_list(array):
-    return backend.to_host(array).tolist()
-
-
-def _mean(values):
-    return math.fsum(float(v) for v in values) / len(values)

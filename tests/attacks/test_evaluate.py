@@ -156,6 +156,8 @@ def test_progress_bar_can_be_turned_off(capsys):
     ({"attacks": ["deepfool"]}, "unknown attack"),
     ({"attacks": {"pgd": 40}}, "must be a dict"),
     ({"attacks": {"fgsm": {"steps": 3}}}, "unknown settings"),
+    ({"attacks": {"apgd-ce": {"loss": "dlr"}}}, r"'apgd-ce' is APGD on the loss 'ce'.*loss='dlr'.*'apgd-dlr'"),
+    ({"attacks": {"apgd-dlr": {"loss": "margin"}}}, r"'apgd-dlr' is APGD on the loss 'dlr'.*loss='margin'"),
     ({"attacks": [lambda m, x, y, e: x, lambda m, x, y, e: x]}, "appears twice"),
     ({"attacks": []}, "no attacks"),
     ({"eps_list": [-0.1]}, "eps"),
@@ -169,6 +171,13 @@ def test_evaluate_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         attacks.evaluate(Threshold(), x, y, args.pop("attacks"), args.pop("eps_list"), args.pop("batch_size"),
                          progress=False, **args)
+
+
+def test_an_attack_named_for_its_loss_accepts_that_loss_only():
+    """{"apgd-ce": {"loss": "ce"}} says what the name says and runs; any other loss is refused (above)."""
+    x, y = threshold_data()
+    result = attacks.evaluate(Threshold(), x, y, {"apgd-ce": {"loss": "ce", "steps": 1}}, [0.1], 8, progress=False)
+    assert result["config"]["attacks"]["apgd-ce"]["loss"] == "ce"
 
 
 def test_default_step_size_is_the_paper_rule(digits):

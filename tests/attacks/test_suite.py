@@ -82,12 +82,79 @@ def test_batch_independent_models_report_equal_realisable_accuracy(digits64):
     model, x, y = digits64
     suite = {"apgd-ce": {"steps": 5}, "apgd-t": {"steps": 5, "n_targets": 2}, "square": {"queries": 30}}
     result = attacks.robust_accuracy(model, x[:40], y[:40], [0.0, EPS], suite=suite, batch_size=20)
-    assert result["config"]["batch_statistics"] is False and result["attack_accuracy"] is None
+    assert result["config"]["batch_statistics"] is False
+    assert result["attack_accuracy"] == {"apgd-ce": None, "apgd-t": None, "square": None}   # they see survivors only
+    assert result["extra_worst_accuracy"] is None and result["config"]["extra_attacks"] == []
     assert result["realisable_accuracy"] == result["robust_accuracy"]
     assert result["robust_accuracy"][0] == result["clean_accuracy"]       # ε = 0 breaks nothing
     assert result["robust_accuracy"][1] < result["clean_accuracy"]
     assert list(result["config"]["attacks"]) == ["apgd-ce", "apgd-t", "square"]
     assert json.loads(json.dumps(result)) == result
+
+
+# --- extra attacks: every example, evaluate's figures ----------------------------------------------------------
+EXTRA = {"fgsm": {}, "pgd": {"steps": 5}}      # PGD with a random start: its draw depends on the batch it is given
+SMALL_SUITE = {"apgd-ce": {"steps": 3}, "square": {"queries": 20}}
+
+
+def test_extra_attacks_give_evaluates_accuracies_for_a_batch_independent_model(digits64):
+    """The extra attacks run on every example of each fixed batch with evaluate's seeds, so their accuracies,
+    flags and worst case are evaluate's to the bit; the suite's worst case is never above any of them."""
+    model, x, y = digits64
+    eps = [0.05, EPS]
+    result = attacks.robust_accuracy(model, x, y, eps, suite=SMALL_SUITE, attacks=EXTRA, batch_size=32, seed=4,
+                                     keep_per_example=True)
+    reference = attacks.evaluate(model, x, y, EXTRA, eps, batch_size=32, seed=4, progress=False, keep_per_example=True)
+    assert result["config"]["batch_statistics"] is False and result["config"]["extra_attacks"] == ["fgsm", "pgd"]
+    for name in EXTRA:
+        assert result["attack_accuracy"][name] == reference["accuracy"][name]
+        assert result["attack_per_example"][name] == reference["per_example"][name]
+    assert result["extra_worst_accuracy"] == reference["worst_case_accuracy"]
+    for name in SMALL_SUITE:   # the suite's own attacks still see only the survivors
+        assert result["attack_accuracy"][name] is None and result["attack_per_example"][name] is None
+    for k in range(len(eps)):
+        assert result["robust_accuracy"][k] <= result["extra_worst_accuracy"][k]
+        assert all(result["robust_accuracy"][k] <= result["attack_accuracy"][name][k] for name in EXTRA)
+        robust = np.array(result["per_example"][k])
+        for name in EXTRA:   # robust under the ensemble ⇒ correct under each extra attack
+            assert not np.any(robust & ~np.array(result["attack_per_example"][name][k])), name
+    assert result["robust_accuracy"][1] < result["extra_worst_accuracy"][1]   # the suite finds more here
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_extra_attacks_give_evaluates_accuracies_for_a_batch_dependent_model():
+    model = batch_mean_model()
+    x, y = batch_data()
+    result = attacks.robust_accuracy(model, x, y, EPS, suite={"square": {"queries": 10}}, attacks=EXTRA,
+                                     batch_size=4, keep_per_example=True)
+    reference = attacks.evaluate(model, x, y, EXTRA, [EPS], batch_size=4, seed=0, progress=False,
+                                 keep_per_example=True)
+    assert result["config"]["batch_statistics"] is True
+    for name in EXTRA:
+        assert result["attack_accuracy"][name] == reference["accuracy"][name]
+        assert result["attack_per_example"][name] == reference["per_example"][name]
+    assert result["extra_worst_accuracy"] == reference["worst_case_accuracy"]
+    assert len(result["attack_per_example"]["square"][0]) == len(y)   # fixed batches: every attack sees all
+
+
+def test_extra_attacks_see_every_example_and_the_suite_only_survivors(digits64):
+    """Spies (return x unchanged) record the batch sizes they are given: an extra one after FGSM sees whole
+    batches, a suite one after it only the examples still robust."""
+    sizes = {"extra": [], "suite": []}
+
+    def spy(kind):
+        def attack(model, xb, yb, eps):
+            sizes[kind].append(xb.shape[0])
+            return xb
+        return attack
+
+    model, x, y = digits64
+    x, y = x[:40], y[:40]
+    attacks.robust_accuracy(model, x, y, EPS, suite={"suite_spy": spy("suite")},
+                            attacks={"fgsm": {}, "extra_spy": spy("extra")}, batch_size=20)
+    alive = (predictions(model, x) == y) & (predictions(model, attacks.fgsm(model, x, y, EPS)) == y)
+    assert sizes["extra"] == [20, 20]
+    assert sizes["suite"] == [int(alive[:20].sum()), int(alive[20:].sum())] and alive.sum() < 40
 
 
 # --- batch-dependent models: fixed batches -------------------------------------------------------------
