@@ -44,7 +44,7 @@ import torch
 import torchattacks
 
 import minirn
-from minirn import attacks, models, serialization
+from minirn import attacks, serialization
 from minirn.bench import torch_twins
 from minirn.data import load_dataset
 from minirn.experiments.config import ReproduceConfig, attack_settings
@@ -68,7 +68,9 @@ def run_config(run):
 
 
 def complete_checkpoints(run, epochs, wanted=None):
-    """[(norm, seed, path)] of the checkpoints that hold all ``epochs`` epochs, sorted by norm then seed."""
+    """[(norm, seed, path)] of the checkpoints that hold all their epochs, sorted by norm then seed.
+
+    epochs: ``{norm: epochs}`` (each norm trains with its own recipe)."""
     folder = os.path.join(run, "checkpoints")
     found = []
     for name in sorted(os.listdir(folder)):
@@ -81,18 +83,16 @@ def complete_checkpoints(run, epochs, wanted=None):
         except serialization.CheckpointError as exc:
             log(f"skip {name}: {exc}")
             continue
-        if epoch != epochs:
-            log(f"skip {name}: holds {epoch} of {epochs} epochs (still training)")
+        if epoch != epochs[match["norm"]]:
+            log(f"skip {name}: holds {epoch} of {epochs[match['norm']]} epochs (still training)")
             continue
         found.append((match["norm"], int(match["seed"]), path))
     order = {"none": 0, "bn": 1, "rn": 2}
     return sorted(found, key=lambda t: (order.get(t[0], 9), t[0], t[1]))
 
 
-def load_model(config, norm, path):
-    model = models.build(config.model, norm, config.p, in_channels=1, num_classes=10)
-    model.load_state_dict(serialization.load(path)["model"])
-    return model.eval()   # running statistics
+def load_model(path):
+    return serialization.load_model(path).eval()   # the checkpoint describes its model; running statistics
 
 
 def twin_of(model, norm, p, x):
@@ -207,7 +207,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="the reproduce run's output folder")
     parser.add_argument("--suite", default="standard", choices=("standard", "fast", "smoke"))
-    parser.add_argument("--examples", type=int, default=250)
+    parser.add_argument("--examples", type=int, default=None, help="test images (default: the run's eval_examples)")
     parser.add_argument("--models", default="", help="comma-separated, e.g. none-seed0,bn-seed1 (default: all)")
     parser.add_argument("--patched-square", action="store_true", help="also run torchattacks' Square patched")
     parser.add_argument("--skip-torchattacks", action="store_true", help="minirn only (a quick look)")
@@ -220,13 +220,16 @@ def main(argv=None):
 
     config, results = run_config(args.run)
     wanted = {m.strip() for m in args.models.split(",") if m.strip()}
-    checkpoints = complete_checkpoints(args.run, config.epochs, wanted)
+    epochs = {norm: (results["recipes"][norm]["epochs"] if results and "recipes" in results else config.recipe(norm)[0].epochs)
+              for norm in config.norms}
+    checkpoints = complete_checkpoints(args.run, epochs, wanted)
+    args.examples = args.examples or config.eval_examples
     if not checkpoints:
         sys.exit(f"no complete checkpoint in {args.run}/checkpoints")
     data = load_dataset(config.dataset)
     x, y = data.x_test[: args.examples], data.y_test[: args.examples]
     tx, ty = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y)).long()
-    eps_list = list(config.eps)
+    eps_list = config.suite_budgets()  # the budgets the run attacked with its suite
     extra = attack_settings(config)  # FGSM; PGD 10 steps, α = ε/4, random start: what the run adds to its suite
     assert extra == {"fgsm": None, "pgd": {"steps": 10, "alpha_factor": 0.25, "random_start": True}}, extra
     log(f"{len(checkpoints)} model(s): {', '.join(f'{n}-seed{s}' for n, s, _ in checkpoints)}; "
@@ -235,7 +238,7 @@ def main(argv=None):
 
     rows, checks = [], {}
     for norm, seed, path in checkpoints:
-        model = load_model(config, norm, path)
+        model = load_model(path)
         twin, logit_gap = twin_of(model, norm, config.p, x)
         checks[f"{norm}-seed{seed}"] = {"max_logit_difference": logit_gap, "predictions_equal": True}
         log(f"{norm}-seed{seed}: twin float32, same clean predictions, max |logit difference| {logit_gap:.2e}")
@@ -279,7 +282,7 @@ def main(argv=None):
 def _write(path, args, config, rows, checks, maxima=None):
     payload = {
         "command": " ".join(sys.argv), "suite": args.suite, "run_suite": config.suite, "examples": args.examples,
-        "eps": list(config.eps), "statistics": "running (model.eval())",
+        "eps": config.suite_budgets(), "statistics": "running (model.eval())",
         "torchattacks": {"version": torchattacks.__version__, "apgd-ce": "APGD(loss='ce', steps=100, n_restarts=1)",
                          "apgd-t": "APGDT(steps=100, n_classes=10, 9 targets)",
                          "square": "Square(n_queries=5000, p_init=0.8)",

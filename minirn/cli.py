@@ -1,8 +1,9 @@
 """The ``minirn`` command line (also ``python -m minirn``)::
 
-    minirn reproduce [--quick] [--out results]        # the paper's findings, end to end
-    minirn train --norm bn --epochs 6 --out bn.npz     # train one model, save it with its metadata
-    minirn attack --checkpoint bn.npz --attacks fgsm,pgd --eps 0.05,0.1 --eval-stats batch
+    minirn reproduce [--quick] [--out results]        # the paper's findings, end to end (--quick: results-quick)
+    minirn tune                                        # choose each norm's recipe on validation data
+    minirn train --norm bn --epochs 6                  # train one model: results-train/bn-seed0.npz
+    minirn attack --checkpoint results-train/bn-seed0.npz --attacks fgsm,pgd --eps 0.05,0.1 --eval-stats batch
     minirn bench [--device gpu]                        # minirn against PyTorch (see minirn.bench)
 
 Every setting of ``reproduce``, ``train`` and ``attack`` lives in one place,
@@ -12,6 +13,12 @@ and its ``validate`` checks the names and numbers.  ``train`` and ``attack``
 build their model with :func:`minirn.models.build` and train it with
 :func:`minirn.train.train_model`; only ``reproduce`` runs the experiment
 pipeline, :mod:`minirn.experiments.reproduce`.
+
+Every command writes only where ``--out`` points, by default into a
+``results*/`` folder that ``.gitignore`` covers; a folder or file that holds
+another configuration's results is never overwritten (:mod:`minirn.runs`).
+Every model file is a model checkpoint (:func:`minirn.serialization.read_model`),
+so ``attack`` reads those of ``train`` and ``reproduce`` alike.
 
 Bad input (an unknown name, a non-positive number, a missing dataset, an
 unreadable checkpoint) ends with one line ``minirn <command>: error: ...`` on
@@ -25,13 +32,13 @@ import json
 import os
 import sys
 
-import minirn
-from minirn import backend, models, serialization
+from minirn import backend, models, runs, serialization
 from minirn.attacks import evaluate
 from minirn.data import DatasetNotFoundError, load_dataset
-from minirn.experiments.config import ReproduceConfig, attack_settings, quick_config
+from minirn.data.download import ENV_VAR, REMOTE_FILES, data_root, dataset_files
+from minirn.experiments.config import RECIPE_FIELDS, ReproduceConfig, attack_settings, full_config, quick_config
 from minirn.nn import EVAL_STATISTICS, norm_layers, set_norm_eval_stats
-from minirn.train import ATTACK_MODES, AdversarialTraining, train_model
+from minirn.train import ATTACK_MODES, AdversarialTraining, Recipe, train_model
 
 #: ``--eval-stats`` of ``minirn attack``: name -> (mean, scale) for :func:`minirn.nn.set_norm_eval_stats`,
 #: from the table :data:`minirn.nn.EVAL_STATISTICS`.
@@ -39,6 +46,9 @@ EVAL_STATS = {variant.name: variant.setting for variant in EVAL_STATISTICS}
 
 #: Errors that mean "bad input", reported in one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, DatasetNotFoundError, serialization.CheckpointError, backend.DeviceError, OSError)
+
+#: Where ``minirn train`` saves its model without ``--out`` (``.gitignore`` covers ``results*/``).
+TRAIN_OUT = os.path.join("results-train", "{norm}-seed{seed}.npz")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,6 +99,12 @@ def _names(text):
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def _norm(text):
+    if text not in models.NORMS:
+        raise argparse.ArgumentTypeError(f"unknown norm {text!r}; expected one of {', '.join(models.NORMS)}")
+    return text
+
+
 # --- option groups shared by the subcommands --------------------------------------------------------
 # Options whose value is a ReproduceConfig field default to None ("not given"), so that the config's own
 # default applies (or quick_config's, with --quick); the help shows the config's default.
@@ -98,12 +114,20 @@ DEFAULTS = ReproduceConfig()
 def _option(parser, flag, field=None, text="", **kwargs):
     field = field or flag.lstrip("-").replace("-", "_")
     default = getattr(DEFAULTS, field)
-    shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) if isinstance(default, tuple) else default
+    if default is None and field in RECIPE_FIELDS:
+        shown = f"the norm's tuned recipe, else {getattr(Recipe, field)}"
+    elif isinstance(default, tuple):
+        shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+    else:
+        shown = default
     parser.add_argument(flag, dest=field, default=None, help=f"{text} (default {shown})".strip(), **kwargs)
 
 
-def _add_data_options(parser, dataset_help="mnist-5k (embedded), digits, mnist, fashion-mnist, cifar10"):
-    _option(parser, "--dataset", text=dataset_help)
+def _add_data_options(parser, dataset_help=None):
+    if dataset_help is None:
+        _option(parser, "--dataset", text="mnist-5k (embedded), digits, mnist, fashion-mnist, cifar10")
+    else:
+        parser.add_argument("--dataset", default=None, help=dataset_help)
     parser.add_argument("--data-root", default=None, help="dataset folder (default $MINIRN_DATA or ~/.cache/minirn)")
     parser.add_argument("--download", action="store_true", help="download mnist / fashion-mnist / cifar10 if missing")
 
@@ -116,7 +140,8 @@ def _add_model_options(parser):
 def _add_training_options(parser):
     _option(parser, "--epochs", type=_positive_int)
     _option(parser, "--batch-size", type=_positive_int, text="training batch size")
-    _option(parser, "--lr", type=_positive_float, text=f"SGD learning rate (momentum {DEFAULTS.momentum:g}, weight decay {DEFAULTS.weight_decay:g}, cosine)")
+    _option(parser, "--lr", type=_positive_float, text=f"SGD learning rate (momentum {Recipe.momentum:g}, weight decay {Recipe.weight_decay:g}, cosine)")
+    _option(parser, "--init", choices=models.INITS, text="weight initialisation: torch (PyTorch's default) or he (He-normal fan-out, the authors')")
 
 
 def _add_attack_options(parser):
@@ -132,7 +157,7 @@ def _add_run_options(parser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="minirn", description="BatchNorm vs RobustNorm under adversarial attack, from scratch.")
-    commands = parser.add_subparsers(dest="command", metavar="{reproduce,train,attack,bench}")
+    commands = parser.add_subparsers(dest="command", metavar="{reproduce,tune,train,attack,bench}")
 
     rep = commands.add_parser("reproduce", help="train, attack and report the paper-style table and figures")
     _add_data_options(rep)
@@ -146,15 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     _option(rep, "--suite", choices=("fast", "standard", "smoke"),
             text="the attack ensemble of the 'suite' column: fast, or standard (AutoAttack's full budgets: slow)")
     _option(rep, "--eval-variants", type=_names, text="eval-statistics variants of bn/rn: running,batch,running-mean")
+    _option(rep, "--suite-eps", type=_positive_floats,
+            text="the budgets (a subset of --eps) the suite attacks too; with --eps alone: every ε given")
+    _option(rep, "--sanity-examples", type=_positive_int, text="test examples of the sanity checks (every model)")
+    _option(rep, "--validation", type=_positive_int, text="training images held out for validation")
+    _option(rep, "--workers", type=_positive_int, text="processes training and attacking models in parallel")
     _add_run_options(rep)
-    _option(rep, "--out", text="output folder")
+    rep.add_argument("--out", default=None, help=f"output folder, one per configuration (default {DEFAULTS.out}; "
+                                                 f"with --quick {quick_config().out})")
     rep.add_argument("--quick", action="store_true", help="a tiny smoke-test run on the 8x8 digits")
+    rep.add_argument("--full", action="store_true",
+                     help="the whole protocol: all 1,000 test images, 5 budgets, the standard suite at each, every "
+                          "eval-statistics variant, larger sanity checks (slow: see the README)")
     rep.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
 
     train = commands.add_parser("train", help="train one model and save it (weights and metadata) to --out")
     _add_data_options(train)
     _add_model_options(train)
-    train.add_argument("--norm", default="bn", help="none, bn, rn, gn or ln (default bn)")
+    train.add_argument("--norm", type=_norm, default="bn", help="none, bn, rn, gn or ln (default bn)")
     _add_training_options(train)
     train.add_argument("--seed", type=_seed, default=0, help="initialisation and batch order (default 0)")
     train.add_argument("--adversarial-eps", type=_positive_float, default=None,
@@ -163,13 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--attack-mode", choices=ATTACK_MODES, default=None,
                        help="mode of the model while the training attack is computed (default eval)")
     _add_run_options(train)
-    train.add_argument("--out", required=True, help="where to save the trained model (.npz)")
+    train.add_argument("--out", default=None,
+                       help="where to save the trained model (.npz; default " + TRAIN_OUT.format(norm="NORM", seed="SEED") + ")")
     train.add_argument("--checkpoint", default=None,
                        help="the per-epoch training checkpoint (default: --out with .ckpt.npz)")
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
 
-    attack = commands.add_parser("attack", help="evaluate a model saved by 'minirn train' under attack")
-    attack.add_argument("--checkpoint", required=True, help="a model saved by 'minirn train' (.npz)")
+    attack = commands.add_parser("attack", help="evaluate a model saved by 'minirn train' or 'minirn reproduce' under attack")
+    attack.add_argument("--checkpoint", required=True,
+                        help="a model of 'minirn train' or a checkpoint of 'minirn train' or 'minirn reproduce' (.npz)")
     _add_data_options(attack, dataset_help="test set to attack (default: the dataset the model was trained on)")
     _add_attack_options(attack)
     attack.add_argument("--eval-stats", choices=tuple(EVAL_STATS), default=EVAL_STATISTICS[0].name,
@@ -182,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--json", default=None, help="also write the full evaluation to this JSON file")
     _add_run_options(attack)
 
+    tune = commands.add_parser("tune", help="choose each norm's training recipe on validation data (writes recipes.json)")
+    _add_data_options(tune)
+    _add_model_options(tune)
+    _option(tune, "--norms", type=_names, text="comma-separated: none,bn,rn,gn,ln")
+    tune.add_argument("--seeds", type=_positive_int, default=2, help="seeds per recipe (at least 2; default 2)")
+    _option(tune, "--validation", type=_positive_int, text="training images held out for validation")
+    _option(tune, "--workers", type=_positive_int, text="processes training in parallel")
+    tune.add_argument("--out", default=None, help="the recipes file (default: minirn/experiments/recipes.json, which "
+                                                  "reproduce reads)")
+
     commands.add_parser("bench", help="time minirn against PyTorch (options: minirn bench --help)", add_help=False)
     return parser
 
@@ -193,12 +239,31 @@ def _config(args, **fields) -> ReproduceConfig:
     given.update(fields)
     if getattr(args, "no_progress", False):
         given["progress"] = False
+    if "eps" in given and "suite_eps" not in given:
+        given["suite_eps"] = None  # the budgets asked for are attacked at full strength
+    if getattr(args, "quick", False) and getattr(args, "full", False):
+        raise ValueError("--quick and --full contradict each other; pick one")
     if getattr(args, "quick", False):
         return quick_config(**given).validate()
+    if getattr(args, "full", False):
+        return full_config(**given).validate()
     return ReproduceConfig(**given).validate()
 
 
+def _require_dataset(config):
+    """Refuse, in the command line's words, a downloadable dataset that is not on disk (before any work starts)."""
+    if config.dataset in REMOTE_FILES and not config.download:
+        try:
+            dataset_files(config.dataset, config.data_root)
+        except DatasetNotFoundError:
+            raise DatasetNotFoundError(
+                f"dataset {config.dataset!r} is not on disk in {data_root(config.data_root) / config.dataset}; "
+                f"pass --download to fetch it, or --data-root DIR (or ${ENV_VAR}) for the folder that holds it"
+            ) from None
+
+
 def _load_data(config):
+    _require_dataset(config)
     return load_dataset(config.dataset, root=config.data_root, download=config.download)
 
 
@@ -206,80 +271,61 @@ def _load_data(config):
 def _reproduce(args):
     from minirn.experiments import reproduce  # noqa: PLC0415  (only this subcommand runs the experiment pipeline)
 
-    reproduce.run(_config(args))
+    config = _config(args)
+    _require_dataset(config)
+    reproduce.run(config)
 
 
 def _train(args):
     if args.attack_mode is not None and args.adversarial_eps is None:
         raise ValueError("--attack-mode needs --adversarial-eps (it only applies to adversarial training)")
     config = _config(args, norms=(args.norm,))
+    recipe, recipe_source = config.recipe(args.norm)
     adversarial = None
     if args.adversarial_eps is not None:
         adversarial = AdversarialTraining(eps=args.adversarial_eps, steps=args.adversarial_steps,
                                           attack_mode=args.attack_mode or "eval")
-    checkpoint = args.checkpoint or (args.out[:-4] if args.out.endswith(".npz") else args.out) + ".ckpt.npz"
-    if os.path.abspath(checkpoint) == os.path.abspath(args.out):
+    out = args.out or TRAIN_OUT.format(norm=args.norm, seed=args.seed)
+    checkpoint = args.checkpoint or (out[:-4] if out.endswith(".npz") else out) + ".ckpt.npz"
+    if os.path.abspath(checkpoint) == os.path.abspath(out):
         raise ValueError("--checkpoint must differ from --out (one is overwritten every epoch, the other is the result)")
     data = _load_data(config)
-    in_channels, num_classes = data.x_train.shape[1], data.num_classes
-    for path in (args.out, checkpoint):
+    meta = runs.model_meta(data, recipe, model=config.model, norm=args.norm, p=config.p, seed=args.seed,
+                           adversarial=adversarial)
+    runs.check_output_file(out, meta)
+    if not args.resume:
+        runs.check_output_file(checkpoint, meta)
+    for path in (out, checkpoint):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     print(f"minirn train: {config.model} with norm {args.norm} on {config.dataset} ({len(data.x_train)} train / "
-          f"{len(data.x_test)} test), {config.epochs} epochs, lr {config.lr:g}, batch {config.batch_size}, seed {args.seed}"
+          f"{len(data.x_test)} test), {recipe.epochs} epochs, lr {recipe.lr:g}, batch {recipe.batch_size}, "
+          f"seed {args.seed} (recipe: {recipe_source})"
           + (f", PGD adversarial training ε={adversarial.eps:g} ({adversarial.attack_mode} mode)" if adversarial else ""))
     model, history = train_model(
-        lambda: config.build_model(args.norm, in_channels, num_classes), config.recipe(),
+        lambda: config.build_model(args.norm, meta["in_channels"], meta["num_classes"]), recipe,
         (data.x_train, data.y_train), args.seed, adversarial, test_data=(data.x_test, data.y_test),
-        augment="cifar" if data.name == "cifar10" else None, checkpoint=checkpoint, resume=args.resume,
-        progress=config.progress, description=f"{args.norm} seed {args.seed}",
+        augment="cifar" if data.name == "cifar10" else None, checkpoint=checkpoint, checkpoint_meta=meta,
+        resume=args.resume, progress=config.progress, description=f"{args.norm} seed {args.seed}",
     )
     print("| epoch | train loss | train acc (%) | test acc (%) | lr | seconds |\n|---|---|---|---|---|---|")
     for h in history:
         print(f"| {h['epoch']} | {h['train_loss']:.4f} | {100 * h['train_acc']:.1f} | {100 * h['test_acc']:.1f} "
               f"| {h['lr']:.4g} | {h['seconds']:.1f} |")
-    meta = {
-        "dataset": data.name, "model": config.model, "norm": args.norm, "p": config.p,
-        "in_channels": in_channels, "num_classes": num_classes, "shape": list(data.shape),
-        "epochs": config.epochs, "seed": args.seed, "lr": config.lr, "batch_size": config.batch_size,
-        "momentum": config.momentum, "weight_decay": config.weight_decay,
-        "adversarial": None if adversarial is None else {"eps": adversarial.eps, "alpha": adversarial.alpha,
-                                                         "steps": adversarial.steps,
-                                                         "attack_mode": adversarial.attack_mode},
-        "test_accuracy": history[-1]["test_acc"], "history": history, "minirn_version": minirn.__version__,
-    }
-    serialization.save({"model": dict(model.state_dict()), "meta": meta}, args.out)
-    print(f"saved {args.out} (test accuracy {100 * meta['test_accuracy']:.1f}%; training checkpoint {checkpoint})")
-
-
-def _read_model_checkpoint(path) -> tuple:
-    """(state_dict, meta) of a model saved by ``minirn train``; CheckpointError for anything else."""
-    state = serialization.load(path)
-    meta = state.get("meta")
-    if not isinstance(meta, dict) or not isinstance(state.get("model"), dict):
-        what = "a training checkpoint (for --resume)" if "optimizer" in state else "not a model saved by 'minirn train'"
-        raise serialization.CheckpointError(f"{path!r} is {what}: it has no 'model' and 'meta' entries")
-    types = {"dataset": str, "model": str, "norm": str, "p": (int, float), "in_channels": int, "num_classes": int}
-    for key, kind in types.items():
-        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-            raise serialization.CheckpointError(f"{path!r} is damaged: meta[{key!r}] is {meta.get(key)!r}")
-    return state["model"], meta
+    result = {**meta, "test_accuracy": history[-1]["test_acc"], "history": history}
+    serialization.save({"model": dict(model.state_dict()), "meta": result}, out)
+    print(f"saved {out} (test accuracy {100 * result['test_accuracy']:.1f}%; training checkpoint {checkpoint})")
 
 
 def _attack(args):
-    weights, meta = _read_model_checkpoint(args.checkpoint)
+    _, meta = serialization.read_model(args.checkpoint)
     config = _config(args, model=meta["model"], norms=(meta["norm"],), p=float(meta["p"]),
-                     dataset=args.dataset or meta["dataset"])
-    model = config.build_model(meta["norm"], meta["in_channels"], meta["num_classes"])
-    try:
-        model.load_state_dict(weights)
-    except (KeyError, ValueError) as exc:
-        raise serialization.CheckpointError(f"{args.checkpoint!r} does not fit its own metadata: {exc}") from None
+                     dataset=args.dataset or meta["dataset"], suite_eps=None)  # attack has no suite column: every ε
+    model = serialization.load_model(args.checkpoint, device=config.device)
     data = _load_data(config)
     shape = tuple(meta.get("shape") or (meta["in_channels"],) + tuple(data.shape[1:]))
     if tuple(data.shape) != shape or data.num_classes != meta["num_classes"]:
         raise ValueError(f"--dataset {config.dataset} has images {data.shape} and {data.num_classes} classes; the model "
                          f"was trained on {meta['dataset']} with images {shape} and {meta['num_classes']} classes")
-    model.eval()
     set_norm_eval_stats(model, *EVAL_STATS[args.eval_stats])
     x, y = data.x_test[: config.eval_examples], data.y_test[: config.eval_examples]
     stats = args.eval_stats if norm_layers(model) else "- (no BatchNorm/RobustNorm layers)"
@@ -311,7 +357,19 @@ def _bench(argv):
     return bench.main(argv)
 
 
-COMMANDS = {"reproduce": _reproduce, "train": _train, "attack": _attack}
+def _tune(args):
+    from minirn.experiments import tune  # noqa: PLC0415  (the experiment pipeline, as for reproduce)
+
+    config = _config(args, seeds=3)  # checks --model, --p, --norms, --workers like reproduce does
+    _require_dataset(config)
+    tune.tune(config.norms, data=_load_data(config), model=config.model, p=config.p, seeds=args.seeds,
+              validation=config.validation, workers=config.workers, out=args.out or tune.RECIPES_PATH,
+              command=" ".join(["python -m minirn tune", *(f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
+                                                             if k not in ("command", "no_progress", "download") and v is not None
+                                                             and not (k == "seeds" and v == 2))]))
+
+
+COMMANDS = {"reproduce": _reproduce, "train": _train, "attack": _attack, "tune": _tune}
 
 
 def _one_line(exc) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 
-from minirn import nn
+from minirn import backend, nn
 from minirn.nn import functional as F
 
 
@@ -170,14 +170,38 @@ def resnet_depth(name: str) -> int | None:
     raise ValueError(f"unknown model {name!r}; expected {MODEL_NAMES}")
 
 
-def build(name: str, norm="bn", p=None, *, in_channels: int, num_classes: int, device="cpu") -> nn.Module:
+#: Weight initialisations of :func:`build`: PyTorch's default, or He-normal (fan-out) as the authors use.
+INITS = ("torch", "he")
+
+
+def build(name: str, norm="bn", p=None, *, in_channels: int, num_classes: int, device="cpu", init="torch") -> nn.Module:
     """The network called ``name`` ("small-cnn" or "resnetN", see :func:`resnet_depth`) on ``device``.
 
     norm, p: see the module docstring; in_channels, num_classes: of the data.
+    init: ``"torch"`` (PyTorch's default, as every layer is built) or ``"he"``
+    (:func:`he_init`, the authors' initialisation).
     """
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
     depth = resnet_depth(name)
     if depth is None:
         model = small_cnn(norm, p, in_channels=in_channels, num_classes=num_classes)
     else:
         model = resnet(depth, norm, p, in_channels=in_channels, num_classes=num_classes)
+    if init == "he":
+        he_init(model)
     return model.to(device)
+
+
+def he_init(model: nn.Module) -> nn.Module:
+    """Re-initialise every convolution as the authors do: weights He-normal in fan-out mode
+    (:func:`minirn.nn.init.kaiming_normal_fan_out`), biases 0; Linear layers and the norms' affine
+    parameters keep their defaults.  Draws from the global generator (:func:`minirn.manual_seed`)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            weight = module.weight.data
+            module.weight.data = nn.init.kaiming_normal_fan_out(tuple(weight.shape), dtype=backend.dtype_name(weight.dtype),
+                                                                device=backend.device_of(weight))
+            if module.bias is not None:
+                module.bias.data = module.bias.data * 0
+    return model

@@ -25,6 +25,14 @@ entry                          content
                                (``arrays/model/conv1.weight``)
 =============================  =============================================
 
+A *model checkpoint* is a tree with two entries more: ``model`` (the
+``state_dict``) and ``meta`` (:func:`minirn.runs.model_meta`: architecture,
+norm, p, dataset, input shape, classes, and the run that trained it).
+``minirn train``'s model, its per-epoch training checkpoint and
+``minirn reproduce``'s checkpoints are all model checkpoints, so
+:func:`load_model` (``minirn.load_model(path)``) and ``minirn attack`` read
+any of them.
+
 Loading parses JSON and ``.npy`` headers only, so an untrusted file can
 never run code.  :func:`load` returns NumPy arrays (move them to a device
 yourself) inside the original containers.
@@ -42,7 +50,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from minirn import backend
+from minirn import backend, models
 from minirn.autograd.tensor import Tensor
 
 FORMAT_NAME = "minirn-checkpoint"
@@ -50,7 +58,10 @@ FORMAT_VERSION = 1
 STRUCTURE_KEY = "__minirn_checkpoint__"
 ARRAY_PREFIX = "arrays"
 
-__all__ = ["CheckpointError", "FORMAT_VERSION", "load", "save"]
+__all__ = ["CheckpointError", "FORMAT_VERSION", "MODEL_META", "load", "load_model", "read_model", "save"]
+
+#: The entries of a model checkpoint's ``meta`` that rebuild its model, with their types.
+MODEL_META = {"dataset": str, "model": str, "norm": str, "p": (int, float), "in_channels": int, "num_classes": int}
 
 
 class CheckpointError(ValueError):
@@ -224,3 +235,35 @@ def load(path):
     if not isinstance(tree, dict):
         raise CheckpointError(f"{path!r} is damaged: its root is a {type(tree).__name__}, not a dict")
     return tree
+
+
+# ----------------------------------------------------------------------------
+# model checkpoints: the weights and what rebuilds the model around them
+# ----------------------------------------------------------------------------
+def read_model(path) -> tuple[dict, dict]:
+    """``(state_dict, meta)`` of a model checkpoint (see the module docstring); CheckpointError for anything else."""
+    path = os.fspath(path)
+    state = load(path)
+    meta = state.get("meta")
+    if not isinstance(meta, dict) or not isinstance(state.get("model"), dict):
+        what = ("a training checkpoint of an older minirn, which does not record its model"
+                if "optimizer" in state else "not a model checkpoint")
+        raise CheckpointError(f"{path!r} is {what}: it has no 'model' and 'meta' entries "
+                              "(as 'minirn train' and 'minirn reproduce' write)")
+    for key, kind in MODEL_META.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise CheckpointError(f"{path!r} is damaged: meta[{key!r}] is {meta.get(key)!r}")
+    return state["model"], meta
+
+
+def load_model(path, device: str = "cpu"):
+    """The model of checkpoint ``path`` (written by ``minirn train`` or ``minirn reproduce``), on
+    ``device``, in eval mode.  Its description is ``read_model(path)[1]``."""
+    weights, meta = read_model(path)
+    model = models.build(meta["model"], meta["norm"], meta["p"], in_channels=meta["in_channels"],
+                         num_classes=meta["num_classes"], device=device)
+    try:
+        model.load_state_dict(weights)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{os.fspath(path)!r} does not fit its own metadata: {exc}") from None
+    return model.eval()

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import minirn
-from minirn import bench, cli, models
+from minirn import bench, cli, models, runs
 from minirn.data import load_dataset
 from minirn.experiments import reproduce as reproduce_module
-from minirn.train import accuracy
+from minirn.train import Recipe, accuracy, train_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,20 +60,20 @@ def test_train_and_attack_do_not_need_the_experiment_pipeline():
 
 def test_help_exits_zero(capsys):
     status, out, _ = run(["train", "--help"], capsys)
-    assert status == 0 and "--adversarial-eps" in out and "(default 128)" in out
+    assert status == 0 and "--adversarial-eps" in out and "else 128)" in out
 
 
 def test_quick_keeps_explicit_options_even_when_they_equal_the_defaults(monkeypatch, tmp_path, capsys):
     seen = []
     monkeypatch.setattr(reproduce_module, "run", seen.append)
     defaults = reproduce_module.ReproduceConfig()
-    assert run(["reproduce", "--quick", "--epochs", defaults.epochs, "--out", tmp_path, "--no-progress"], capsys)[0] == 0
-    assert run(["reproduce", "--norms", "bn,rn", "--eps", "0.1,0.2", "--out", tmp_path], capsys)[0] == 0
+    assert run(["reproduce", "--quick", "--epochs", Recipe.epochs, "--out", tmp_path, "--no-progress"], capsys)[0] == 0
+    assert run(["reproduce", "--norms", "bn,rn", "--eps", "0.05,0.2", "--out", tmp_path], capsys)[0] == 0
     quick, full = seen
-    assert quick.quick and quick.dataset == "digits" and quick.epochs == defaults.epochs and not quick.progress
+    assert quick.quick and quick.dataset == "digits" and quick.epochs == Recipe.epochs and not quick.progress
     assert quick.seeds == reproduce_module.quick_config().seeds
     assert not full.quick and full.dataset == defaults.dataset and full.epochs == defaults.epochs
-    assert full.norms == ("bn", "rn") and full.eps == (0.1, 0.2) and full.out == str(tmp_path)
+    assert full.norms == ("bn", "rn") and full.eps == (0.05, 0.2) and full.out == str(tmp_path)
 
 
 def test_interrupt_is_one_line_and_status_130(monkeypatch, tmp_path, capsys):
@@ -145,6 +145,8 @@ def test_unreadable_checkpoints(trained, tmp_path, capsys):
     np.savez(foreign, weights=np.zeros(3))
     no_meta = tmp_path / "no_meta.npz"
     minirn.save({"model": {"w": np.zeros(2)}}, no_meta)
+    old_checkpoint = tmp_path / "old_checkpoint.npz"  # a training checkpoint from before checkpoints had a 'meta'
+    minirn.save({"model": minirn.load(path)["model"], "optimizer": {}, "epoch": 1, "seed": 0}, old_checkpoint)
     bad_meta = tmp_path / "bad_meta.npz"
     meta = dict(minirn.load(path)["meta"], in_channels="one")
     minirn.save({"model": minirn.load(path)["model"], "meta": meta}, bad_meta)
@@ -154,8 +156,8 @@ def test_unreadable_checkpoints(trained, tmp_path, capsys):
         (tmp_path / "missing.npz", ["does not exist"]),
         (garbage, ["not a readable minirn checkpoint"]),
         (foreign, ["not a minirn checkpoint"]),
-        (no_meta, ["not a model saved by 'minirn train'"]),
-        (folder / "bn.ckpt.npz", ["training checkpoint"]),
+        (no_meta, ["not a model checkpoint"]),
+        (old_checkpoint, ["training checkpoint of an older minirn"]),
         (bad_meta, ["in_channels"]),
         (wrong_weights, ["does not fit"]),
     ]
@@ -244,7 +246,8 @@ def test_train_passes_adversarial_training_to_fit(monkeypatch, tmp_path, capsys)
     assert kwargs["batch_size"] == 32 and kwargs["checkpoint"] == str(tmp_path / "sub" / "adv.ckpt.npz")
     assert "| 1 | 1.0000 | 50.0 | 25.0 |" in out_text
     meta = minirn.load(out)["meta"]
-    assert meta["adversarial"] == {"eps": 0.1, "alpha": 0.025, "steps": 2, "attack_mode": "train"}
+    expected = {"eps": 0.1, "alpha": 0.025, "steps": 2, "attack_mode": "train", "random_start": True}
+    assert {key: meta["adversarial"][key] for key in expected} == expected  # every field of AdversarialTraining
     assert meta["norm"] == "rn" and meta["p"] == 0.5 and meta["test_accuracy"] == 0.25
     status, _, err = run(["train", "--dataset", "digits", "--out", out, "--checkpoint", out], capsys)
     assert_one_line_error(status, err, "train", "--checkpoint must differ from --out")
@@ -285,3 +288,92 @@ def test_attack_runs_the_suite(trained, capsys):
             if line.startswith("| ") and not line.startswith("| attack")}
     assert {"pgd", "apgd-ce", "apgd-t", "square", "worst case"} <= set(rows)
     assert rows["worst case"] <= min(rows["pgd"], rows["apgd-ce"], rows["apgd-t"], rows["square"])
+
+
+# --- one configuration per output, one checkpoint format ------------------------------------------------------
+def test_quick_and_full_runs_default_to_their_own_folders(monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(reproduce_module, "run", seen.append)
+    for argv in (["reproduce", "--quick"], ["reproduce"], ["reproduce", "--quick", "--out", "mine"]):
+        assert run(argv, capsys)[0] == 0
+    assert [config.out for config in seen] == ["results-quick", "results", "mine"]
+    status, out, _ = run(["reproduce", "--help"], capsys)
+    assert "results-quick" in out
+
+
+def test_default_outputs_are_ignored_by_git(tmp_path):
+    if not os.path.isdir(os.path.join(REPO, ".git")):
+        pytest.skip("not a git checkout")
+    paths = ["results/run.json", "results-quick/results.md", cli.TRAIN_OUT.format(norm="bn", seed=0)]
+    done = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.stdout.split() == paths
+
+
+def test_train_writes_only_into_its_default_folder(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(["train", "--dataset", "digits", "--epochs", "1", "--seed", "2", "--no-progress"], capsys)
+    assert status == 0, err
+    assert sorted(os.listdir(tmp_path)) == ["results-train"]
+    assert sorted(os.listdir(tmp_path / "results-train")) == ["bn-seed2.ckpt.npz", "bn-seed2.npz"]
+
+
+def test_train_refuses_to_overwrite_a_model_of_another_configuration(trained, tmp_path, capsys):
+    folder, path = trained
+    before = path.read_bytes()
+    status, _, err = run(["train", "--dataset", "digits", "--epochs", "1", "--lr", "0.3", "--out", path,
+                          "--no-progress"], capsys)
+    assert_one_line_error(status, err, "train", str(path), "lr 0.2 there, 0.3 here", "--out")
+    assert path.read_bytes() == before
+
+
+def test_resume_with_another_configuration_names_the_difference(trained, tmp_path, capsys):
+    folder, _ = trained
+    status, _, err = run(["train", "--dataset", "digits", "--epochs", "2", "--lr", "0.2", "--out", tmp_path / "m.npz",
+                          "--checkpoint", folder / "bn.ckpt.npz", "--resume", "--no-progress"], capsys)
+    assert_one_line_error(status, err, "train", "another configuration", "epochs 1 there, 2 here")
+
+
+def test_attack_reads_training_and_reproduce_checkpoints(trained, tmp_path, capsys):
+    folder, path = trained
+    data = load_dataset("digits")
+    # a checkpoint as minirn reproduce writes it: train_model with a checkpoint that records the run
+    checkpoint = tmp_path / "results" / "checkpoints" / "rn-seed0.npz"
+    checkpoint.parent.mkdir(parents=True)
+    recipe = Recipe(epochs=1, batch_size=64, lr=0.2)
+    meta = runs.model_meta(data, recipe, model="small-cnn", norm="rn", p=0.2, seed=0)
+    train_model(lambda: models.small_cnn(norm="rn", p=0.2), recipe, (data.x_train[:256], data.y_train[:256]),
+                checkpoint=checkpoint, checkpoint_meta=meta, progress=False)
+    for model_file, norm in ((checkpoint, "rn"), (folder / "bn.ckpt.npz", "bn")):
+        status, out, err = run(["attack", "--checkpoint", model_file, "--attacks", "fgsm", "--eps", "0.1",
+                                "--examples", "16", "--no-progress"], capsys)
+        assert status == 0, err
+        assert f"norm {norm}, trained on digits" in out and "| fgsm | 0.1 |" in out
+
+
+def test_load_model_round_trip(trained):
+    folder, path = trained
+    meta = minirn.load(path)["meta"]
+    data = load_dataset("digits")
+    for model_file in (path, folder / "bn.ckpt.npz"):  # the saved model and the last training checkpoint
+        model = minirn.load_model(model_file)
+        assert not model.training
+        assert accuracy(model, data.x_test, data.y_test) == meta["test_accuracy"]
+
+
+# --- messages ------------------------------------------------------------------------------------------------
+def test_missing_dataset_names_the_command_line_flags(tmp_path, capsys):
+    status, _, err = run(["reproduce", "--dataset", "mnist", "--data-root", tmp_path, "--out", tmp_path / "out"], capsys)
+    assert_one_line_error(status, err, "reproduce", "--data-root", "--download", str(tmp_path / "mnist"))
+    assert "root=..." not in err and not (tmp_path / "out").exists()
+
+
+def test_train_norm_error_asks_for_one_norm(tmp_path, capsys):
+    status, _, err = run(["train", "--norm", "bn,rn", "--out", tmp_path / "m.npz"], capsys)
+    assert_one_line_error(status, err, "train", "unknown norm 'bn,rn'", "expected one of none, bn, rn")
+    assert "comma-separated" not in err
+
+
+def test_attack_help_shows_one_default_for_the_dataset(capsys):
+    status, out, _ = run(["attack", "--help"], capsys)
+    dataset_help = " ".join(out.split("options:", 1)[1].split("--dataset DATASET", 1)[1].split("--data-root", 1)[0].split())
+    assert status == 0 and dataset_help.count("default") == 1 and "trained on" in dataset_help

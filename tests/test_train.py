@@ -208,3 +208,109 @@ def test_small_cnn_learns_mnist_5k():
                   seed=0, test_data=(data.x_test, data.y_test), batch_size=128, progress=False)
     assert history[-1]["test_acc"] > 0.90
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_adversarial_training_can_update_running_statistics_like_the_authors():
+    """update_running_stats=True: each of the attack's forward passes moves the running statistics."""
+    g = np.random.default_rng(0)
+    x = g.uniform(0, 1, (8, 1, 6, 6)).astype("float32")
+    y = np.arange(8) % 3
+    def model_and_stats():
+        minirn.manual_seed(0)
+        model = minirn.nn.Sequential(minirn.nn.BatchNorm2d(1), minirn.nn.Conv2d(1, 3, 3), minirn.nn.GlobalAvgPool2d())
+        return model, running_stats(model)
+
+    model, initial = model_and_stats()
+    model.train()
+    AdversarialTraining(eps=0.1, steps=1, attack_mode="train", random_start=False).perturb(model, x, y, seed=0)
+    for key, value in running_stats(model).items():  # the default: identical
+        np.testing.assert_array_equal(value, initial[key], err_msg=key)
+    # one step without random start: the one forward pass sees x itself, so the first BatchNorm's running
+    # mean becomes (1 - 0.1) * 0 + 0.1 * mean(x) and its running variance 0.9 * 1 + 0.1 * unbiased var(x)
+    AdversarialTraining(eps=0.1, steps=1, attack_mode="train", random_start=False,
+                        update_running_stats=True).perturb(model, x, y, seed=0)
+    got = running_stats(model)
+    np.testing.assert_allclose(got["0.running_mean"], [0.1 * x.mean()], rtol=1e-5)
+    np.testing.assert_allclose(got["0.running_var"], [0.9 + 0.1 * x.var(ddof=1)], rtol=1e-5)
+    # steps passes: `steps` updates, and the model's mode and parameter gradients are as before
+    model, initial = model_and_stats()
+    model.train()
+    AdversarialTraining(eps=0.1, steps=3, attack_mode="train", update_running_stats=True).perturb(model, x, y, seed=0)
+    assert model.training and all(p.grad is None and p.requires_grad for p in model.parameters())
+    # three updates towards the iterates' means, each within ε = 0.1 of mean(x): (1 - 0.9³) (mean(x) ± 0.1)
+    running_mean = float(to_numpy(model[0].running_mean)[0])
+    assert (1 - 0.9**3) * (x.mean() - 0.1) <= running_mean <= (1 - 0.9**3) * (x.mean() + 0.1)
+    assert running_mean > (1 - 0.9**2) * (x.mean() + 0.1)  # more than two updates could give
+    with pytest.raises(ValueError, match="attack_mode='train'"):
+        AdversarialTraining(eps=0.1, update_running_stats=True)
+
+
+# ---------------------------------------------------------------------------
+# fit(val_data=..., on_epoch_end=...): per-epoch validation accuracy and the epoch-end callback
+# ---------------------------------------------------------------------------
+def _fit_with_validation(digits, epochs, on_epoch_end=None, val_data="default", **options):
+    x, y, x_val, y_val = digits
+    minirn.manual_seed(0)
+    model = models.small_cnn(norm="bn")
+    optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = optim.CosineAnnealingLR(optimizer, T_max=options.pop("total_epochs", epochs))
+    val = (x_val, y_val) if val_data == "default" else val_data
+    history = fit(model, (x, y), epochs, optimizer, scheduler, seed=0, val_data=val, on_epoch_end=on_epoch_end,
+                  batch_size=64, progress=False, **options)
+    return model, history
+
+
+def _eval_mode_accuracy_by_hand(model, x, y):
+    """The share of x whose eval-mode logits' argmax is y, without going through minirn.train.predict."""
+    was_training = model.training
+    model.eval()
+    with minirn.no_grad():
+        logits = to_numpy(model(minirn.tensor(x, dtype="float32")))
+    model.train(was_training)
+    return float(np.mean(logits.argmax(axis=1) == y))
+
+
+def test_fit_records_the_validation_accuracy_of_each_epoch(digits):
+    _, _, x_val, y_val = digits
+    seen = []
+
+    def check(model, record):
+        # at the end of each epoch, the record's val_acc is the model's accuracy on the validation data now
+        assert record["val_acc"] == accuracy(model, x_val, y_val)
+        assert record["val_acc"] == pytest.approx(_eval_mode_accuracy_by_hand(model, x_val, y_val), abs=1e-12)
+        seen.append((record["epoch"], record["val_acc"]))
+
+    _, history = _fit_with_validation(digits, 3, on_epoch_end=check)
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]  # called once per epoch, in order
+    assert [h["val_acc"] for h in history] == [acc for _, acc in seen]
+    assert all("test_acc" not in h for h in history)  # no test data given, none reported
+    assert history[-1]["val_acc"] > 0.5  # 8x8 digits, 10 classes: the model learned, so the number means something
+
+
+def test_fit_without_validation_data_records_no_validation_accuracy(digits):
+    _, history = _fit_with_validation(digits, 1, val_data=None)
+    assert "val_acc" not in history[0]
+
+
+def test_on_epoch_end_can_add_entries_to_the_history(digits):
+    def add(model, record):
+        record["doubled_epoch"] = 2 * record["epoch"]
+        record["model_was_training"] = model.training
+
+    _, history = _fit_with_validation(digits, 2, on_epoch_end=add)
+    assert [h["doubled_epoch"] for h in history] == [2, 4]
+    # the callback sees the model as the epoch left it: in train mode (accuracy restores the mode it found)
+    assert [h["model_was_training"] for h in history] == [True, True]
+
+
+def test_entries_added_at_epoch_end_are_in_the_checkpoint(digits, tmp_path):
+    """on_epoch_end runs before the checkpoint: a resumed run's history keeps what the callback added."""
+    path = tmp_path / "run.npz"
+
+    def add(model, record):
+        record["marker"] = f"epoch {record['epoch']}"
+
+    _fit_with_validation(digits, 1, on_epoch_end=add, total_epochs=2, checkpoint=path)
+    _, resumed = _fit_with_validation(digits, 2, on_epoch_end=add, total_epochs=2, checkpoint=path, resume=True)
+    assert [h["marker"] for h in resumed] == ["epoch 1", "epoch 2"]
+    assert all("val_acc" in h for h in resumed)

@@ -247,13 +247,14 @@ def format_table(results) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="minirn bench", description=__doc__.split("\n")[0])
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: " + ", ".join(WORKLOADS))
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=128, help="images per step (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls per step; the median is reported (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (default %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu (NumPy) or gpu (CuPy; PyTorch on CUDA) (default %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: its own default)")
-    parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--json", default="bench.json", help="where to write the results (default %(default)s)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement (one subprocess per framework)")
+    parser.add_argument("--json", default=os.path.join("results-bench", "bench.json"),
+                        help="where to write the results (default %(default)s)")
     parser.add_argument("--memory-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_worker:
@@ -264,6 +265,9 @@ def main(argv=None) -> int:
                   memory=not args.no_memory, threads=args.threads)
     print()
     print(format_table(results))
+    if not results["torch"]:
+        print("\n(no PyTorch here: install torch to compare: pip install torch)")
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1)
     print(f"\nwrote {args.json}")

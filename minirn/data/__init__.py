@@ -14,6 +14,7 @@ from minirn.data.datasets import (
     parse_idx_images,
     parse_idx_labels,
     stratified_split,
+    validation_split,
 )
 from minirn.data.download import (
     REMOTE_FILES,
@@ -28,5 +29,5 @@ from minirn.data.loader import DataLoader, random_crop_flip
 __all__ = [
     "DATASET_NAMES", "REMOTE_FILES", "ChecksumError", "DataLoader", "Dataset", "DatasetNotFoundError",
     "DownloadError", "data_root", "download_file", "load_dataset", "parse_cifar10_binary",
-    "parse_cifar10_records", "parse_idx_images", "parse_idx_labels", "random_crop_flip", "stratified_split",
+    "parse_cifar10_records", "parse_idx_images", "parse_idx_labels", "random_crop_flip", "stratified_split", "validation_split",
 ]

@@ -69,7 +69,8 @@ class Dataset:
     source: str
 
     def __repr__(self) -> str:
-        return (f"Dataset({self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
+        test = "none" if self.y_test is None else len(self.y_test)
+        return (f"Dataset({self.name!r}, train={len(self.y_train)}, test={test}, "
                 f"shape={self.shape}, num_classes={self.num_classes})")
 
 
@@ -171,6 +172,31 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int = SPLIT
         train.append(members[n_test:])
     train, test = np.concatenate(train), np.concatenate(test)
     return train[backend.permutation(generator, len(train))], test[backend.permutation(generator, len(test))]
+
+
+def validation_split(data: Dataset, size: int = 500, seed: int = SPLIT_SEED + 1):
+    """Hold exactly ``size`` of the training images out for choices: ``(x_train, y_train, x_val, y_val)``.
+
+    Stratified (each class gets its share of ``size``, rounded by largest remainder so that the shares
+    add up to ``size``) and seeded, and drawn from the training images only, so that no choice
+    (learning rate, epochs, p) ever looks at the test split.
+    """
+    labels = data.y_train
+    n = len(labels)
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < n:
+        raise ValueError(f"validation size must be an integer between 1 and {n - 1} (the training images), got {size!r}")
+    classes = np.unique(labels)
+    members = [np.flatnonzero(labels == label) for label in classes]
+    exact = [size * len(m) / n for m in members]
+    quota = [int(e) for e in exact]  # floors; then one more for the largest remainders until they sum to size
+    for i in sorted(range(len(classes)), key=lambda i: quota[i] - exact[i])[: size - sum(quota)]:
+        quota[i] += 1
+    generator = backend.rng(seed)
+    chosen = [m[backend.permutation(generator, len(m))][:k] for m, k in zip(members, quota)]
+    held_out = set(np.concatenate(chosen).tolist())
+    val = np.asarray(sorted(held_out), dtype=np.int64)
+    train = np.asarray([i for i in range(n) if i not in held_out], dtype=np.int64)
+    return data.x_train[train], labels[train], data.x_train[val], labels[val]
 
 
 def _scaled(images: np.ndarray, max_value: int) -> np.ndarray:

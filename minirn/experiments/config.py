@@ -1,7 +1,8 @@
 """The settings of ``minirn reproduce``, ``minirn train`` and ``minirn attack``, in one place.
 
 :class:`ReproduceConfig` holds every setting of a reproduction run; its defaults
-are the command line's, its training defaults are :class:`minirn.train.Recipe`'s.
+are the command line's; its training recipe is each norm's tuned one
+(:mod:`minirn.experiments.tune`), which any recipe field given overrides.
 :func:`attack_settings` is the attack protocol that ``reproduce`` and
 ``attack`` share.  This module only describes runs; running them is
 :mod:`minirn.experiments.reproduce` (or :mod:`minirn.cli` for one model), so the
@@ -16,50 +17,87 @@ from minirn import backend, models, nn
 from minirn.attacks import SUITES, madry_step_size
 from minirn.attacks.checks import budget_hint
 from minirn.attacks.evaluate import SUITE_NAMES
-from minirn.train import Recipe
+from minirn.experiments.tune import tuned_recipe
+from minirn.experiments.workers import default_workers
 
+#: The fields of :class:`minirn.train.Recipe` that a run can override.
+RECIPE_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "init")
 ATTACKS = ("fgsm", "pgd", "bim", "mim", "cw", "apgd-ce", "apgd-dlr", "apgd-t", "square", "suite")
+
+
+#: What ``--full`` changes: the whole protocol (every test image, more budgets, AutoAttack's budgets, every variant).
+FULL = dict(eval_examples=1000, eps=(0.005, 0.01, 0.02, 0.05, 0.1), suite_eps=None, suite="standard",
+            eval_variants=("running", "batch", "running-mean"), sanity_examples=200, sanity_square_queries=1000,
+            curve_examples=500)
 
 
 @dataclasses.dataclass
 class ReproduceConfig:
-    """Everything that defines a reproduction run (all of it is written to results.json)."""
+    """Everything that defines a reproduction run (all of it is written to results.json).
+
+    The training recipe (lr, epochs, init, ...) is each norm's tuned one
+    (:mod:`minirn.experiments.tune`, chosen on validation data); a value given here overrides it
+    for every norm.
+    """
 
     dataset: str = "mnist-5k"
     model: str = "small-cnn"
     norms: tuple = ("none", "bn", "rn")
     p: float = 0.2
-    epochs: int = Recipe.epochs
-    batch_size: int = Recipe.batch_size
-    lr: float = Recipe.lr
-    momentum: float = Recipe.momentum
-    weight_decay: float = Recipe.weight_decay
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    init: str | None = None
     seeds: int = 3
+    #: training images held out for validation (the accuracy-matched curve; tuning uses the same split)
+    validation: int = 500
     attacks: tuple = ("fgsm", "pgd")
-    eps: tuple = (0.02, 0.05, 0.1)
+    #: budgets (L∞, pixel units of [0, 1]) of ``attacks``; 0.005 is at the authors' scale (ε / σ ≈ 0.016)
+    eps: tuple = (0.005, 0.05, 0.1)
+    #: budgets attacked by the suite too (None: all of ``eps``)
+    suite_eps: tuple | None = (0.05,)
     pgd_steps: int = 10
     #: the attack ensemble whose per-example worst case is the "suite" column (minirn.attacks.SUITES);
-    #: "fast" by default (to fit the CPU budget), "standard" (AutoAttack's budgets) with --full-suite
+    #: "fast" by default (to fit the CPU budget), "standard" (AutoAttack's budgets) with --full
     suite: str = "fast"
     #: the eval-statistics variants of the batch norms (names of minirn.nn.EVAL_STATISTICS)
     eval_variants: tuple = ("running", "batch")
     #: the Square attack's query budget in the sanity check ``gradient_free_not_stronger``
-    sanity_square_queries: int = 500
-    eval_examples: int = 250
+    sanity_square_queries: int = 200
+    eval_examples: int = 500
     eval_batch_size: int = 128
     sanity_examples: int = 100
+    #: validation images of the clean-vs-robust curve over training (seed 0 of each norm)
+    curve_examples: int = 200
     device: str = "cpu"
+    #: processes that train and attack models in parallel (minirn.experiments.workers); 2 on a CPU
+    workers: int = dataclasses.field(default_factory=lambda: default_workers())
     out: str = "results"
     quick: bool = False
+    full: bool = False
     resume: bool = False
     download: bool = False
     data_root: str | None = None
     progress: bool = dataclasses.field(default_factory=lambda: sys.stderr.isatty())
 
-    def recipe(self) -> Recipe:
-        """The training recipe of this run."""
-        return Recipe(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
-                      weight_decay=self.weight_decay)
+    def recipe(self, norm="bn"):
+        """``(Recipe, source)``: ``norm``'s tuned recipe with this run's overrides, and where it came from."""
+        recipe, source = tuned_recipe(norm, self.dataset, self.model, self.p)
+        overrides = {name: getattr(self, name) for name in RECIPE_FIELDS if getattr(self, name) is not None}
+        if overrides:
+            recipe = dataclasses.replace(recipe, **overrides)
+            source += "; overridden: " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+        return recipe, source
+
+    def headline_eps(self) -> float:
+        """The middle budget of the suite's: where sanity checks and the training curve look."""
+        budgets = sorted(self.suite_budgets())
+        return budgets[len(budgets) // 2]
+
+    def suite_budgets(self) -> list:
+        return list(self.eps) if self.suite_eps is None else list(self.suite_eps)
 
     def build_model(self, norm, in_channels: int, num_classes: int):
         """The run's network (``model``, RobustNorm's ``p``) with norm ``norm``, on ``device``."""
@@ -79,18 +117,30 @@ class ReproduceConfig:
             raise ValueError(f"unknown suite {self.suite!r}; expected one of {', '.join(SUITES)}")
         for name in self.eval_variants:
             nn.eval_statistics(name)  # names the valid choices if unknown
-        for name in ("epochs", "batch_size", "seeds", "pgd_steps", "eval_examples", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "seeds", "pgd_steps", "eval_examples", "eval_batch_size", "validation",
+                     "sanity_examples", "curve_examples"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if value is None and name in RECIPE_FIELDS:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if not self.eps or any(not e > 0 for e in self.eps):
             raise ValueError(f"--eps must be positive numbers, got {list(self.eps)}")
         check_budget(self.eps)
-        if not self.lr > 0:
+        missing = [e for e in self.suite_budgets() if e not in self.eps]
+        if missing or not self.suite_budgets():
+            raise ValueError(f"--suite-eps must be a non-empty subset of --eps {list(self.eps)}, got {self.suite_eps}")
+        if self.lr is not None and not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
+        if self.init is not None and self.init not in models.INITS:
+            raise ValueError(f"unknown --init {self.init!r}; expected one of {', '.join(models.INITS)}")
         if "rn" in self.norms:
             nn.RobustNorm2d(1, p=self.p)  # the layer checks its own p: now, not after the other norms have trained
         backend.check_device(self.device)
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"--workers must be a positive integer, got {self.workers!r}")
+        if self.workers > 1 and self.device != "cpu":
+            raise ValueError(f"--workers {self.workers}: worker processes are for the CPU; use --workers 1 on {self.device}")
         return self
 
 
@@ -104,10 +154,16 @@ def check_budget(eps_list, low=0.0, high=1.0):
 
 def quick_config(**overrides) -> ReproduceConfig:
     """A tiny run for smoke tests (``--quick``): sklearn's 8x8 digits, 2 epochs, 2 seeds, few examples."""
-    base = dict(dataset="digits", epochs=2, seeds=2, eps=(0.1, 0.3), pgd_steps=3, eval_examples=96,
-                eval_batch_size=48, sanity_examples=48, suite="smoke", sanity_square_queries=20, quick=True)
+    base = dict(dataset="digits", epochs=2, batch_size=32, lr=0.2, seeds=2, eps=(0.1, 0.3), suite_eps=None, pgd_steps=3, eval_examples=96,
+                eval_batch_size=48, sanity_examples=48, suite="smoke", sanity_square_queries=20, validation=100,
+                curve_examples=48, out="results-quick", quick=True)
     base.update(overrides)
     return ReproduceConfig(**base)
+
+
+def full_config(**overrides) -> ReproduceConfig:
+    """The whole protocol (``--full``): :data:`FULL` on top of the defaults."""
+    return ReproduceConfig(**{**FULL, "full": True, **overrides})
 
 
 def attack_settings(config: ReproduceConfig) -> dict:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from minirn.attacks import SUITES
+
 EVAL_LABELS = {
     ("running", "running"): "running",
     ("batch", "batch"): "batch",
@@ -30,23 +32,63 @@ def columns(attacks, eps_list, table=False) -> list:
     return cols
 
 
+#: Two-sided 95% Student-t quantiles t_{0.975, ν} for ν = 1..10 degrees of freedom (no SciPy needed).
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def t_975(dof: int) -> float:
+    """t_{0.975, ν}: the table above, then the Cornish-Fisher expansion in 1/ν (error < 1e-3 for ν > 10)."""
+    if dof in T_975:
+        return T_975[dof]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2) \
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * dof**3)
+
+
+def interval_95(values) -> float:
+    """Half-width of the 95% t-interval of the mean: :math:`t_{0.975,n-1}\\, s / \\sqrt{n}` (0 for one value)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    return float(t_975(n - 1) * np.std(values, ddof=1) / np.sqrt(n))
+
+
 def summarize(runs, attacks, eps_list, model_name) -> list:
-    """Aggregate per-seed accuracies into rows ``{"model", "variant", "seeds", col: [mean, std]}``."""
+    """Aggregate per-seed accuracies into rows ``{"model", "variant", "seeds", col: [mean, std], ...}``.
+
+    ``std`` is the sample standard deviation (ddof = 1).  Each row also has ``per_seed[col]`` (the
+    values, in seed order), ``ci95[col]`` (half-width of the 95% t-interval) and ``excluded``: the
+    seeds whose model did not learn (``run["learned"]["passed"] is False``), which are left out of
+    the mean, the std and the interval, never averaged in silently.
+    """
     rows, order = {}, []
     for run in runs:
+        dead = run.get("learned", {}).get("passed") is False
         for variant in run["variants"]:
             label = variant_label(run["norm"], variant["eval_stats"])
             if label not in rows:
                 # only the columns this evaluation has (a run without the suite has no suite@ columns)
                 present = [c for c in columns(attacks, eps_list) if c in variant["accuracy"]]
-                rows[label], order = {c: [] for c in present}, [*order, label]
-            for col in rows[label]:
-                rows[label][col].append(variant["accuracy"][col])
+                rows[label] = {"values": {c: [] for c in present}, "seeds": [], "excluded": []}
+                order.append(label)
+            if dead:
+                rows[label]["excluded"].append(run["seed"])
+                continue
+            rows[label]["seeds"].append(run["seed"])
+            for col in rows[label]["values"]:
+                rows[label]["values"][col].append(variant["accuracy"][col])
     summary = []
     for label in order:
-        row = {"model": model_name, "variant": label, "seeds": len(rows[label]["clean"])}
-        for col, values in rows[label].items():
-            row[col] = [float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0]
+        values = rows[label]["values"]
+        row = {"model": model_name, "variant": label, "seeds": len(rows[label]["seeds"]),
+               "seed_ids": rows[label]["seeds"], "excluded": rows[label]["excluded"], "per_seed": {}, "ci95": {}}
+        for col, vals in values.items():
+            if vals:
+                row[col] = [float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0]
+            else:
+                row[col] = None  # every seed excluded
+            row["per_seed"][col] = [float(v) for v in vals]
+            row["ci95"][col] = interval_95(vals)
         summary.append(row)
     return summary
 
@@ -63,9 +105,10 @@ def markdown_table(summary, attacks, eps_list, batch_size, suite="") -> str:
     header = "| model | norm / eval statistics | " + " | ".join(cols) + " |"
     lines = [header, "|" + "---|" * (len(cols) + 2)]
     for row in summary:
-        cells = [f"{100 * row[c][0]:.1f} ± {100 * row[c][1]:.1f}" for c in cols]
+        cells = [_cell(row[c]) for c in cols]
         lines.append(f"| {row['model']} | {row['variant']} | " + " | ".join(cells) + " |")
     seeds = max((row["seeds"] for row in summary), default=0)
+    excluded = [f"{row['variant']} seed(s) {', '.join(map(str, row['excluded']))}" for row in summary if row.get("excluded")]
     lines.append("")
     lines.append(
         f"Accuracy (%) on the attacked test examples, mean ± sample std (ddof = 1) over {seeds} seed(s). "
@@ -73,6 +116,7 @@ def markdown_table(summary, attacks, eps_list, batch_size, suite="") -> str:
         f"(batch size {batch_size}; the whole batch is attacked jointly), so they depend on the batch size "
         f"and composition."
         + (f" 'suite' is the per-example worst case over the attacks of the suite ({suite})." if suite else "")
+        + (f" **Left out because the model did not learn: {'; '.join(excluded)}.**" if excluded else "")
     )
     batch_rows = [row for row in summary if "batch" in row["variant"] and f"realisable@{eps_list[0]:g}" in row]
     if batch_rows:
@@ -80,9 +124,74 @@ def markdown_table(summary, attacks, eps_list, batch_size, suite="") -> str:
         lines += ["", "| model | norm / eval statistics | " + " | ".join(pairs) + " |", "|" + "---|" * (len(pairs) + 2)]
         for row in batch_rows:
             lines.append(f"| {row['model']} | {row['variant']} | "
-                         + " | ".join(f"{100 * row[c][0]:.1f} ± {100 * row[c][1]:.1f}" for c in pairs) + " |")
+                         + " | ".join(_cell(row[c]) for c in pairs) + " |")
         lines += ["", "With batch statistics the per-example worst case ('suite') combines examples from different "
                       "adversarial batches, which no single batch an attacker submits realises; 'realisable' is, per "
                       "batch, the worst batch actually submitted (the clean batch, one attack's, or the batch "
                       "assembled from each example's worst case). The first table uses the per-example figure."]
     return "\n".join(lines)
+
+
+def _cell(pair) -> str:
+    return "n/a" if pair is None else f"{100 * pair[0]:.1f} ± {100 * pair[1]:.1f}"
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def results_markdown(results) -> str:
+    """The whole report of a ``reproduce`` run, from its ``results.json`` contents alone."""
+    config, summary = results["config"], results["summary"]
+    suite_eps = [b["eps"] for b in results["budgets"] if b["suite"]]
+    suite_names = ", ".join([*config["attacks"], *SUITES.get(config["suite"], {})])
+    out = [f"# minirn reproduce: {config['dataset']}, {config['model']}", ""]
+    out += ["## Recipes (chosen on validation images, never on the test split)", "",
+            "| norm | lr | init | epochs | source |", "|---|---|---|---|---|"]
+    out += [f"| {norm} | {r['lr']:g} | {r['init']} | {r['epochs']} | {r['source']} |" for norm, r in results["recipes"].items()]
+    out += ["", "## Budgets", "", "| ε (pixels, [0, 1]) | ε in the authors' units (÷ σ) | attacks |", "|---|---|---|"]
+    for b in results["budgets"]:
+        attacks = ", ".join(config["attacks"]) + (f" and the {config['suite']} suite" if b["suite"] else "")
+        normalised = "n/a" if b["normalised"] is None else f"{b['normalised']:g}"
+        out.append(f"| {b['eps']:g} | {normalised} | {attacks} |")
+    out += ["", "The authors apply ε to mean/std-normalised images (their defaults 0.004 and 0.008, and 0.02 in one "
+                "script, about 0.001-0.006 in pixels).", ""]
+    out += ["## Accuracy", "", markdown_table(summary, config["attacks"], config["eps"], config["eval_batch_size"],
+                                              suite=f"{config['suite']}: {suite_names}"), ""]
+    out += [f"{results['eval_examples']} test images attacked per model.", ""]
+    cols = ["clean", *(f"suite@{e:g}" for e in suite_eps)]
+    out += ["## Per seed", "", "| norm / eval statistics | column | per seed (%) | mean ± std | 95% interval |",
+            "|---|---|---|---|---|"]
+    for row in summary:
+        for col in cols:
+            if col in row.get("per_seed", {}):
+                per_seed = ", ".join(f"s{s}: {100 * v:.1f}" for s, v in zip(row["seed_ids"], row["per_seed"][col]))
+                interval = f"± {100 * row['ci95'][col]:.1f}" if row[col] is not None else "n/a"
+                out.append(f"| {row['variant']} | {col} | {per_seed or 'n/a'} | {_cell(row[col])} | {interval} |")
+    out += ["", "## Models that did not learn", ""]
+    out += [f"- {name}" for name in results["not_learned"]] or ["None: every model learned."]
+    out += ["", "## Sanity checks (every model and eval-statistics variant)", ""]
+    out += [f"- FAILED {line}" for line in results["sanity_failures"]] or ["All passed."]
+    out += ["", "## Robustness over training (seed 0, validation images, running statistics)", "",
+            "| norm | epoch | clean (%) | PGD-margin (%) |", "|---|---|---|---|"]
+    for run in results["runs"]:
+        if run["seed"] == 0 and "curve_robust_acc" in run["history"][0]:
+            for h in run["history"]:
+                out.append(f"| {run['norm']} | {h['epoch']} | {_pct(h['curve_clean_acc'])} | {_pct(h['curve_robust_acc'])} |")
+    shifts = [r for r in results["runs"] if r.get("statistics_shift")]
+    if shifts:
+        out += ["", "## Statistics shift under attack vs random noise of the same L∞ norm", "",
+                "In units of the clean batch's standard deviation for both norms (mean over layers and channels; "
+                "mean ± std over seeds).", "",
+                "| norm | mean shift, attack | mean shift, noise | std change, attack | std change, noise |",
+                "|---|---|---|---|---|"]
+        for norm in dict.fromkeys(r["norm"] for r in shifts):
+            vals = [r["statistics_shift"]["summary"] for r in shifts if r["norm"] == norm]
+            cells = []
+            for key in ("mean_shift", "std_change"):
+                for source in ("attack", "noise"):
+                    v = [x[source][key] for x in vals]
+                    cells.append(f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.3f}")
+            out.append(f"| {norm} | " + " | ".join(cells) + " |")
+    out += ["", f"Run time: {results.get('seconds', 0):.0f} s.", ""]
+    return "\n".join(out)

@@ -31,3 +31,22 @@ def bias_uniform(shape, weight_shape, generator=None, dtype="float32", device="c
     """PyTorch's default bias: :math:`U(-1/\\sqrt{\\text{fan\\_in}}, 1/\\sqrt{\\text{fan\\_in}})`."""
     bound = 1.0 / math.sqrt(fan_in(weight_shape))
     return backend.uniform(backend.rng(generator), shape, -bound, bound, dtype, device)
+
+
+def fan_out(shape) -> int:
+    """Outputs one input unit feeds: ``out`` for (out, in), ``out*kh*kw`` for (out, in, kh, kw)."""
+    n = shape[0]
+    for size in shape[2:]:
+        n *= size
+    return n
+
+
+def kaiming_normal_fan_out(shape, generator=None, dtype="float32", device="cpu"):
+    """He-normal in fan-out mode: :math:`W \\sim \\mathcal{N}(0, 2/\\text{fan\\_out})`.
+
+    PyTorch's ``kaiming_normal_(w, mode="fan_out", nonlinearity="relu")``, the authors' choice for
+    every convolution: it keeps the variance of the *gradients* constant through ReLU layers
+    (He et al. 2015), which matters most for a network without normalization.
+    """
+    std = math.sqrt(2.0 / fan_out(shape))
+    return backend.normal(backend.rng(generator), shape, 0.0, std, dtype, device)

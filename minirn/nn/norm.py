@@ -160,6 +160,10 @@ class RobustNorm2d(_BatchStatNorm2d):
     and ``running_range`` (a moving average of the range itself); eval with running
     statistics divides by :math:`\\bar r^{\\,p} + \\epsilon`.  ``p`` > 0 is the paper's
     hyper-parameter (0.2 by default; the authors also use 1.0).
+
+    Paper: https://arxiv.org/abs/2006.11007, the RobustNorm section (claim 4; cited by section, see
+    docs/paper_map.md); the running range and ε after the power follow the authors' layer in
+    https://github.com/awaisrauf/RobustNorm.
     """
 
     def __init__(self, num_features, p=0.2, eps=1e-5, momentum=0.1, affine=True):

@@ -75,7 +75,8 @@ def test_runs_without_the_suite_keep_their_columns_and_no_nan():
     runs = [run("bn", seed, [(["batch", "batch"], {"clean": 0.9, "pgd@0.1": 0.3 + 0.1 * seed, "worst@0.1": 0.3})])
             for seed in range(2)]
     (row,) = report.summarize(runs, ["pgd"], [0.1], "small-cnn")
-    assert set(row) == {"model", "variant", "seeds", "clean", "pgd@0.1", "worst@0.1"}
+    assert set(row) == {"model", "variant", "seeds", "seed_ids", "excluded", "per_seed", "ci95", "clean", "pgd@0.1", "worst@0.1"}
+    assert set(row["per_seed"]) == {"clean", "pgd@0.1", "worst@0.1"}
     table = report.markdown_table([row], ["pgd"], [0.1], batch_size=128)
     assert "nan" not in table and "suite" not in table and "realisable" not in table
     assert table.splitlines()[0] == "| model | norm / eval statistics | clean | pgd@0.1 |"

@@ -22,6 +22,15 @@ estimate" (a running average, no gradient).  Likewise ``var=None`` /
 ``value_range=None``.  This one switch expresses every variant of the paper
 (running vs inference-batch statistics); the layers in :mod:`minirn.nn.norm`
 own the running estimates and choose what to pass.
+
+Sources: Ioffe & Szegedy 2015, "Batch Normalization" (Algorithm 1, Section 3);
+Awais, Shamshad & Bae 2020, "Towards an Adversarially Robust Normalization
+Approach", https://arxiv.org/abs/2006.11007 (its RobustNorm section; the
+equation is cited by section because the summary this project keeps of the
+paper records no equation numbers), and the authors' code,
+https://github.com/awaisrauf/RobustNorm, whose RobustNorm layer fixes the
+details the text leaves open (ε added after the power, the range itself as the
+running estimate).  docs/paper_map.md maps every equation and variant to the code.
 """
 from __future__ import annotations
 
@@ -158,6 +167,9 @@ class BatchNorm(_BatchStatisticsNorm):
 
 class RobustNorm(_BatchStatisticsNorm):
     """RobustNorm (Awais, Shamshad & Bae 2020) of x: (N, C, H, W) or (N, C), with γ, β: (C,).
+
+    Paper: https://arxiv.org/abs/2006.11007, the section that proposes RobustNorm (claim 4; no
+    equation number is cited, see docs/paper_map.md); code: https://github.com/awaisrauf/RobustNorm.
 
     ``mean``/``value_range``: None for the batch statistic, or a fixed (C,) array; p > 0.
     """
