@@ -222,11 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(tune)
     _add_model_options(tune)
     _option(tune, "--norms", type=_names, text="comma-separated: none,bn,rn,gn,ln")
-    tune.add_argument("--seeds", type=_positive_int, default=2, help="seeds per recipe (at least 2; default 2)")
+    tune.add_argument("--seeds", type=_positive_int, default=3, help="seeds per recipe (at least 2; default 3, the run's)")
     _option(tune, "--validation", type=_positive_int, text="training images held out for validation")
     _option(tune, "--workers", type=_positive_int, text="processes training in parallel")
     tune.add_argument("--out", default=None, help="the recipes file (default: minirn/experiments/recipes.json, which "
                                                   "reproduce reads)")
+    tune.add_argument("--fresh", action="store_true",
+                      help="train every trial again (default: read the trials the recipes file already holds)")
 
     commands.add_parser("bench", help="time minirn against PyTorch (options: minirn bench --help)", add_help=False)
     return parser
@@ -364,9 +366,10 @@ def _tune(args):
     _require_dataset(config)
     tune.tune(config.norms, data=_load_data(config), model=config.model, p=config.p, seeds=args.seeds,
               validation=config.validation, workers=config.workers, out=args.out or tune.RECIPES_PATH,
+              reuse=None if args.fresh else args.out or tune.RECIPES_PATH,
               command=" ".join(["python -m minirn tune", *(f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
-                                                             if k not in ("command", "no_progress", "download") and v is not None
-                                                             and not (k == "seeds" and v == 2))]))
+                                                             if k not in ("command", "no_progress", "download", "fresh") and v is not None
+                                                             and not (k == "seeds" and v == 3))]))
 
 
 COMMANDS = {"reproduce": _reproduce, "train": _train, "attack": _attack, "tune": _tune}

@@ -24,3 +24,21 @@ def test_ci_runs_the_readme_test_command_verbatim():
     test_command = quickstart_commands()[1]
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
     assert test_command in ci_lines
+
+
+def test_readme_table_is_the_one_the_committed_results_produce():
+    """No stale numbers: the README's accuracy table is regenerated from docs/default-run/results.json."""
+    import json
+
+    from minirn.experiments import report
+
+    results = json.loads((ROOT / "docs" / "default-run" / "results.json").read_text(encoding="utf-8"))
+    config = results["config"]
+    table = report.markdown_table(results["summary"], config["attacks"], config["eps"], config["eval_batch_size"])
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(rows) > 2
+    missing = [row for row in rows if row not in readme]
+    assert not missing, f"README rows not produced by docs/default-run/results.json: {missing}"
+    # and the committed report is the one the results produce
+    assert (ROOT / "docs" / "default-run" / "results.md").read_text(encoding="utf-8") == report.results_markdown(results)

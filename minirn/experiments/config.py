@@ -55,7 +55,7 @@ class ReproduceConfig:
     validation: int = 500
     attacks: tuple = ("fgsm", "pgd")
     #: budgets (L∞, pixel units of [0, 1]) of ``attacks``; 0.005 is at the authors' scale (ε / σ ≈ 0.016)
-    eps: tuple = (0.005, 0.05, 0.1)
+    eps: tuple = (0.005, 0.05)
     #: budgets attacked by the suite too (None: all of ``eps``)
     suite_eps: tuple | None = (0.05,)
     pgd_steps: int = 10
@@ -65,12 +65,12 @@ class ReproduceConfig:
     #: the eval-statistics variants of the batch norms (names of minirn.nn.EVAL_STATISTICS)
     eval_variants: tuple = ("running", "batch")
     #: the Square attack's query budget in the sanity check ``gradient_free_not_stronger``
-    sanity_square_queries: int = 200
+    sanity_square_queries: int = 100
     eval_examples: int = 500
     eval_batch_size: int = 128
     sanity_examples: int = 100
     #: validation images of the clean-vs-robust curve over training (seed 0 of each norm)
-    curve_examples: int = 200
+    curve_examples: int = 100
     device: str = "cpu"
     #: processes that train and attack models in parallel (minirn.experiments.workers); 2 on a CPU
     workers: int = dataclasses.field(default_factory=lambda: default_workers())

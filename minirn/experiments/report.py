@@ -118,9 +118,11 @@ def markdown_table(summary, attacks, eps_list, batch_size, suite="") -> str:
         + (f" 'suite' is the per-example worst case over the attacks of the suite ({suite})." if suite else "")
         + (f" **Left out because the model did not learn: {'; '.join(excluded)}.**" if excluded else "")
     )
-    batch_rows = [row for row in summary if "batch" in row["variant"] and f"realisable@{eps_list[0]:g}" in row]
+    suite_eps = [e for e in eps_list if any(f"realisable@{e:g}" in row for row in summary)]
+    batch_rows = [row for row in summary if "batch" in row["variant"] and suite_eps
+                  and all(f"realisable@{e:g}" in row for e in suite_eps)]
     if batch_rows:
-        pairs = [c for e in eps_list for c in (f"suite@{e:g}", f"realisable@{e:g}")]
+        pairs = [c for e in suite_eps for c in (f"suite@{e:g}", f"realisable@{e:g}")]
         lines += ["", "| model | norm / eval statistics | " + " | ".join(pairs) + " |", "|" + "---|" * (len(pairs) + 2)]
         for row in batch_rows:
             lines.append(f"| {row['model']} | {row['variant']} | "
@@ -147,8 +149,9 @@ def results_markdown(results) -> str:
     suite_names = ", ".join([*config["attacks"], *SUITES.get(config["suite"], {})])
     out = [f"# minirn reproduce: {config['dataset']}, {config['model']}", ""]
     out += ["## Recipes (chosen on validation images, never on the test split)", "",
-            "| norm | lr | init | epochs | source |", "|---|---|---|---|---|"]
-    out += [f"| {norm} | {r['lr']:g} | {r['init']} | {r['epochs']} | {r['source']} |" for norm, r in results["recipes"].items()]
+            "| norm | lr | init | batch | epochs | source |", "|---|---|---|---|---|---|"]
+    out += [f"| {norm} | {r['lr']:g} | {r['init']} | {r['batch_size']} | {r['epochs']} | {r['source']} |"
+            for norm, r in results["recipes"].items()]
     out += ["", "## Budgets", "", "| ε (pixels, [0, 1]) | ε in the authors' units (÷ σ) | attacks |", "|---|---|---|"]
     for b in results["budgets"]:
         attacks = ", ".join(config["attacks"]) + (f" and the {config['suite']} suite" if b["suite"] else "")

@@ -94,12 +94,17 @@ def run(config: ReproduceConfig, log=print) -> dict:
 
     jobs = [(config, norm, seed, eval_stats, states[(norm, seed)], states.get((norm, (seed + 1) % config.seeds)))
             for norm, seed in keys for eval_stats in eval_variants(norm, config.eval_variants)]
+    jobs.sort(key=lambda job: job[3] is None or "batch" not in job[3])  # the slow batch-statistics jobs first
     evaluated = map_jobs(_evaluate_job, jobs, config.workers)
     by_key = {(r["norm"], r["seed"]): r for r in runs}
     for (_, norm, seed, *_), (variant, extra) in zip(jobs, evaluated):
         by_key[(norm, seed)]["variants"].append(variant)
         by_key[(norm, seed)].update(extra)
-        _log_variant(norm, seed, variant, log)
+    order = [None, *(list(v) for v in EVAL_VARIANTS)]
+    for record in runs:  # back in the order of minirn.nn.EVAL_STATISTICS, running statistics first
+        record["variants"].sort(key=lambda variant: order.index(variant["eval_stats"]))
+        for variant in record["variants"]:
+            _log_variant(record["norm"], record["seed"], variant, log)
 
     summary = report.summarize(runs, config.attacks, config.eps, config.model)
     results = {

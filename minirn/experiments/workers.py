@@ -4,7 +4,9 @@ NumPy's BLAS splits one matrix product over the cores, but most of a small netwo
 spent in single-threaded array code (im2col windows, element-wise ops), so one process leaves a
 core idle.  Each job here is deterministic given its arguments (its own seeds), so running jobs in
 ``workers`` processes gives the same results as running them one after the other; the workers use
-one BLAS thread each, so that two of them do not fight over the cores.
+one BLAS thread each, so that two of them do not fight over the cores.  The thread count changes
+the order of float sums inside a matrix product, so a job's result is bit-identical across runs
+with the same ``workers`` setting (> 1: always one thread; 1: NumPy's default), not across the two.
 """
 from __future__ import annotations
 
@@ -28,8 +30,10 @@ def map_jobs(function, jobs, workers: int = 1) -> list:
     function must be a module-level function and its arguments picklable (spawned processes).
     """
     jobs = list(jobs)
-    if workers <= 1 or len(jobs) <= 1:
+    if workers <= 1 or not jobs:
         return [function(*job) for job in jobs]
+    # even a single job goes to a worker: with one BLAS thread its float arithmetic, and so its
+    # result, is the same as when it runs beside others (two threads sum in another order)
     with _environment(ONE_THREAD), ProcessPoolExecutor(min(workers, len(jobs)),
                                                        mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(_call, [(function, job) for job in jobs]))

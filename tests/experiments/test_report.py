@@ -87,3 +87,14 @@ def test_without_the_suite_the_table_shows_the_attacks_worst_case():
     rows = report.summarize(runs, ["fgsm", "pgd"], [0.2], "resnet20")
     header = report.markdown_table(rows, ["fgsm", "pgd"], [0.2], batch_size=100).splitlines()[0]
     assert header.endswith("| fgsm@0.2 | pgd@0.2 | worst@0.2 |")
+
+
+def test_the_realisable_table_appears_when_the_suite_attacks_only_some_budgets():
+    """The default run attacks the suite at its second ε only: the batch rows still get their realisable table."""
+    accuracy = {"clean": 0.9, "pgd@0.005": 0.88, "pgd@0.05": 0.3, "suite@0.05": 0.05, "realisable@0.05": 0.08}
+    runs = [{"norm": "bn", "seed": s, "variants": [{"eval_stats": ["batch", "batch"], "accuracy": accuracy}]}
+            for s in (0, 1)]
+    rows = report.summarize(runs, ["pgd"], [0.005, 0.05], "small-cnn")
+    table = report.markdown_table(rows, ["pgd"], [0.005, 0.05], batch_size=128)
+    assert "| model | norm / eval statistics | suite@0.05 | realisable@0.05 |" in table
+    assert "| small-cnn | bn / batch | 5.0 ± 0.0 | 8.0 ± 0.0 |" in table

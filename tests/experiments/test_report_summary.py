@@ -119,8 +119,8 @@ def results(not_learned=None, sanity_failures=None):
               "eval_batch_size": 250}
     return {
         "config": config,
-        "recipes": {"bn": {"lr": 0.2, "init": "he", "epochs": 12, "source": "tuned on validation (recipes.json)"},
-                    "rn": {"lr": 0.1, "init": "torch", "epochs": 8, "source": "defaults: no recipes.json"}},
+        "recipes": {"bn": {"lr": 0.2, "init": "he", "batch_size": 32, "epochs": 12, "source": "tuned on validation (recipes.json)"},
+                    "rn": {"lr": 0.1, "init": "torch", "batch_size": 128, "epochs": 8, "source": "defaults: no recipes.json"}},
         "budgets": [{"eps": 0.1, "normalised": 0.3246, "suite": True}],
         "eval_batch_size": 250,
         "eval_examples": 200,
@@ -146,8 +146,8 @@ def test_results_markdown_has_every_section_with_its_numbers():
     assert markdown.splitlines()[0] == "# minirn reproduce: digits, small-cnn"
 
     recipes = section(markdown, "Recipes (chosen on validation images, never on the test split)")
-    assert "| bn | 0.2 | he | 12 | tuned on validation (recipes.json) |" in recipes
-    assert "| rn | 0.1 | torch | 8 | defaults: no recipes.json |" in recipes
+    assert "| bn | 0.2 | he | 32 | 12 | tuned on validation (recipes.json) |" in recipes
+    assert "| rn | 0.1 | torch | 128 | 8 | defaults: no recipes.json |" in recipes
 
     assert "| 0.1 | 0.3246 | pgd and the fast suite |" in section(markdown, "Budgets")
 
