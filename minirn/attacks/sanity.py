@@ -49,6 +49,15 @@ from minirn.attacks.objective import mean, to_list
 from minirn.attacks.pgd import paper_step_size, pgd
 from minirn.attacks.square import square
 
+#: A live model's clean accuracy is above this many times chance (1 / classes).
+ALIVE_ABOVE_CHANCE = 1.5
+
+
+def is_alive(accuracy, distinct_classes, num_classes) -> bool:
+    """Did a model learn anything: accuracy above ``ALIVE_ABOVE_CHANCE / num_classes`` and more than one
+    class predicted.  A dead network (one class for every image, zero input gradients) fails both."""
+    return accuracy > ALIVE_ABOVE_CHANCE / num_classes and distinct_classes > 1
+
 
 def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restarts=1, batch_size=None,
                   seed=0, transfer_model=None, noise_draws=20, tolerance=0.02, square_queries=1000, clip=(0.0, 1.0),
@@ -106,8 +115,8 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     num_classes = clean_logits[0].shape[1]
     distinct = len({c for p in predicted for c in to_list(p)})
     checks["model_is_alive"] = {
-        "passed": clean > 1.5 / num_classes and distinct > 1, "clean_accuracy": clean, "num_classes": num_classes,
-        "chance_accuracy": 1.0 / num_classes, "required_accuracy_above": 1.5 / num_classes,
+        "passed": is_alive(clean, distinct, num_classes), "clean_accuracy": clean, "num_classes": num_classes,
+        "chance_accuracy": 1.0 / num_classes, "required_accuracy_above": ALIVE_ABOVE_CHANCE / num_classes,
         "distinct_predicted_classes": distinct}
     bar.update(1)
 

@@ -30,10 +30,14 @@ def _finish(fig, path):
     return fig
 
 
+def _norm_color(norm, index):
+    return NORM_COLORS.get(norm, _FALLBACK_COLORS[index % len(_FALLBACK_COLORS)])
+
+
 def _variant_style(label, index):
     """(colour, marker, line style) for a summary row label such as ``"bn / batch"``."""
     norm, _, eval_stats = label.partition(" / ")
-    color = NORM_COLORS.get(norm, _FALLBACK_COLORS[index % len(_FALLBACK_COLORS)])
+    color = _norm_color(norm, index)
     marker, linestyle = EVAL_STYLES.get(eval_stats, ("v", "-."))
     return color, marker, linestyle
 
@@ -122,7 +126,7 @@ def training_curves(runs, path=None, *, title=None) -> Figure:
     for run in runs:
         by_norm.setdefault(run["norm"], []).append(run["history"])
     for index, (norm, histories) in enumerate(by_norm.items()):
-        color = NORM_COLORS.get(norm, _FALLBACK_COLORS[index % len(_FALLBACK_COLORS)])
+        color = _norm_color(norm, index)
         epochs = [h["epoch"] for h in histories[0]]
         loss = np.array([[h["train_loss"] for h in hist] for hist in histories])
         loss_ax.plot(epochs, loss.mean(axis=0), marker="o", color=color, label=norm)
@@ -150,10 +154,6 @@ def training_curves(runs, path=None, *, title=None) -> Figure:
                  + f" (mean over {seeds} seed{'s' if seeds != 1 else ''}"
                  + ("; band: min to max)" if seeds > 1 else ")"))
     return _finish(fig, path)
-
-
-def _norm_color(norm, index):
-    return NORM_COLORS.get(norm, _FALLBACK_COLORS[index % len(_FALLBACK_COLORS)])
 
 
 def _seed_phrase(runs):
@@ -230,12 +230,13 @@ def clean_vs_robust(runs, path=None, *, title=None, examples=None) -> Figure:
     return _finish(fig, path)
 
 
+def _layer_label(i, channels):
+    """"norm 1\\n(16 ch)" for the i-th norm layer (0-based), without the count when it is unknown."""
+    return f"norm {i + 1}" + (f"\n({channels} ch)" if channels is not None else "")
+
+
 def _layer_labels(rows, channels):
-    labels = []
-    for i, row in enumerate(rows):
-        c = channels[i] if channels is not None else row.get("channels")
-        labels.append(f"norm {i + 1}" + (f"\n({c} ch)" if c is not None else ""))
-    return labels
+    return [_layer_label(i, channels[i] if channels is not None else row.get("channels")) for i, row in enumerate(rows)]
 
 
 def statistics_shift(rows, title="BatchNorm input statistics vs running estimates", path=None, *,
@@ -358,7 +359,7 @@ def _control_layer_labels(by_norm, layer_count):
         channels = next((len(s["layers"][i]["attack"]["per_channel"]["mean_shift"])
                          for shifts in by_norm.values() for s in shifts
                          if i < len(s["layers"]) and "per_channel" in s["layers"][i]["attack"]), None)
-        labels.append(f"norm {i + 1}" + (f"\n({channels} ch)" if channels is not None else ""))
+        labels.append(_layer_label(i, channels))
     return labels
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import minirn
 from minirn import backend
 from minirn.attacks import evaluate, madry_step_size, pgd, robust_accuracy, sanity_checks
+from minirn.attacks.sanity import ALIVE_ABOVE_CHANCE, is_alive
 from minirn.data import load_dataset, validation_split
 from minirn.experiments import figures, report
 from minirn.experiments.config import (  # noqa: F401 (public here too)
@@ -69,7 +70,8 @@ def run(config: ReproduceConfig, log=print) -> dict:
     """Run the whole reproduction; return the results dictionary (also written to ``config.out``).
 
     Models train, and are then attacked, in ``config.workers`` processes (:mod:`.workers`); every
-    job is seeded on its own, so the numbers do not depend on the number of workers.
+    job is seeded on its own, so the numbers do not depend on how many workers share the jobs (only,
+    in the last float bits, on whether there are workers at all: see :mod:`.workers`).
     """
     config.validate()
     started = time.perf_counter()
@@ -86,7 +88,7 @@ def run(config: ReproduceConfig, log=print) -> dict:
             f"{recipe.epochs} epochs ({source})")
 
     keys = [(norm, seed) for norm in config.norms for seed in range(config.seeds)]
-    trained = map_jobs(_train_job, [(config, norm, seed) for norm, seed in keys], config.workers)
+    trained = map_jobs(_train_job, [(config, norm, seed, recipes[norm]) for norm, seed in keys], config.workers)
     states = {key: state for key, (state, _) in zip(keys, trained)}
     runs = [record for _, record in trained]
     for record in runs:
@@ -155,11 +157,11 @@ def budgets(config) -> list:
             for eps in config.eps]
 
 
-def _train_job(config, norm, seed):
-    """Train one model: ``(host state_dict, record)`` (a worker-process job)."""
+def _train_job(config, norm, seed, recipe_and_source):
+    """Train one model with ``(Recipe, source)``: ``(host state_dict, record)`` (a worker-process job)."""
     data = _data(config)
     x_train, y_train, x_val, y_val = validation_split(data, config.validation)
-    recipe, source = config.recipe(norm)
+    recipe, source = recipe_and_source
     checkpoint = os.path.join(config.out, "checkpoints", f"{norm}-seed{seed}.npz")
     os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
     curve = _robustness_curve(config, (x_val, y_val)) if seed == 0 else None  # robustness at matched accuracy
@@ -189,16 +191,18 @@ def _log_training(record, log):
 
 
 def learned(model, x, y, num_classes) -> dict:
-    """Did the model learn?  Fails at chance accuracy (≤ 1.5 / classes) or one predicted class."""
+    """Did the model learn?  :func:`minirn.attacks.sanity.is_alive` on ``x``: fails at chance accuracy
+    (≤ 1.5 / classes) or one predicted class, with the reason in ``why``."""
     predictions = predict(model, x)
     accuracy = float(np.mean(predictions == backend.to_host(y)))
     classes = len(np.unique(predictions))
     why = []
-    if accuracy <= 1.5 / num_classes:
+    if accuracy <= ALIVE_ABOVE_CHANCE / num_classes:
         why.append(f"accuracy {100 * accuracy:.1f}% is chance level")
     if classes == 1:
         why.append("it predicts one class for every image")
-    return {"passed": not why, "accuracy": accuracy, "predicted_classes": classes, "why": "; ".join(why)}
+    return {"passed": is_alive(accuracy, classes, num_classes), "accuracy": accuracy, "predicted_classes": classes,
+            "why": "; ".join(why)}
 
 
 def _robustness_curve(config, val_data):
