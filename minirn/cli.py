@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 
 from minirn import backend, models, runs, serialization
@@ -367,9 +368,7 @@ def _tune(args):
     tune.tune(config.norms, data=_load_data(config), model=config.model, p=config.p, seeds=args.seeds,
               validation=config.validation, workers=config.workers, out=args.out or tune.RECIPES_PATH,
               reuse=None if args.fresh else args.out or tune.RECIPES_PATH,
-              command=" ".join(["python -m minirn tune", *(f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
-                                                             if k not in ("command", "no_progress", "download", "fresh") and v is not None
-                                                             and not (k == "seeds" and v == 3))]))
+              command="python -m minirn " + shlex.join(args.argv))
 
 
 COMMANDS = {"reproduce": _reproduce, "train": _train, "attack": _attack, "tune": _tune}
@@ -388,6 +387,7 @@ def main(argv=None) -> int:
         if command == "bench":  # minirn.bench has its own parser: forward the rest of the line
             return _bench(argv[1:])
         args = parser.parse_args(argv)
+        args.argv = argv  # the command line as given, for the records that name it (tune's recipes file)
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2

@@ -377,3 +377,14 @@ def test_attack_help_shows_one_default_for_the_dataset(capsys):
     status, out, _ = run(["attack", "--help"], capsys)
     dataset_help = " ".join(out.split("options:", 1)[1].split("--dataset DATASET", 1)[1].split("--data-root", 1)[0].split())
     assert status == 0 and dataset_help.count("default") == 1 and "trained on" in dataset_help
+
+
+def test_tune_records_the_command_line_as_given(monkeypatch, tmp_path):
+    from minirn.experiments import tune
+
+    seen = {}
+    monkeypatch.setattr(tune, "tune", lambda norms, **kwargs: seen.update(norms=norms, **kwargs))
+    out = str(tmp_path / "recipes.json")
+    assert cli.main(["tune", "--dataset", "digits", "--norms", "bn,rn", "--seeds", "2", "--out", out, "--fresh"]) == 0
+    assert seen["command"] == f"python -m minirn tune --dataset digits --norms bn,rn --seeds 2 --out {out} --fresh"
+    assert seen["norms"] == ("bn", "rn") and seen["seeds"] == 2 and seen["out"] == out and seen["reuse"] is None
