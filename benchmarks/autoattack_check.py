@@ -7,7 +7,8 @@ on the run's evaluation images ``x_test[:examples]`` at each ε of the run (L∞
 * **minirn**: :func:`minirn.attacks.robust_accuracy` with ``suite=<--suite>`` and the run's extra
   attacks (FGSM; PGD, 10 steps of α = ε/4, random start), batches of 128 seeded ``seed + b`` as the
   run does; the per-example worst case.  Beside it, the run's own ``suite@ε`` from
-  ``<run>/results.json`` (its ``--suite``, "fast" by default), where that file exists.
+  ``<run>/results.json`` (its ``--suite``: "medium" by default for these batch-independent models),
+  where that file exists.
 * **torchattacks** (independent code): the model copied into its PyTorch twin
   (:mod:`minirn.bench.torch_twins`), then AutoAttack's schedule: APGD-CE (100 steps, 1 restart),
   APGD-T (100 steps, 9 target classes) and Square (5000 queries, p_init 0.8), each run on the
@@ -206,7 +207,7 @@ def max_abs(rows, key):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="the reproduce run's output folder")
-    parser.add_argument("--suite", default="standard", choices=("standard", "fast", "smoke"))
+    parser.add_argument("--suite", default="standard", choices=tuple(attacks.SUITES))
     parser.add_argument("--examples", type=int, default=None, help="test images (default: the run's eval_examples)")
     parser.add_argument("--models", default="", help="comma-separated, e.g. none-seed0,bn-seed1 (default: all)")
     parser.add_argument("--patched-square", action="store_true", help="also run torchattacks' Square patched")

@@ -34,7 +34,7 @@ import shlex
 import sys
 
 from minirn import backend, models, runs, serialization
-from minirn.attacks import evaluate
+from minirn.attacks import SUITES, evaluate
 from minirn.data import DatasetNotFoundError, load_dataset
 from minirn.data.download import ENV_VAR, REMOTE_FILES, data_root, dataset_files
 from minirn.experiments.config import RECIPE_FIELDS, ReproduceConfig, attack_settings, full_config, quick_config
@@ -169,8 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_attack_options(rep)
     _option(rep, "--eval-examples", type=_positive_int, text="test examples attacked")
     _option(rep, "--eval-batch-size", type=_positive_int, text="batch size of the evaluation (matters for batch statistics)")
-    _option(rep, "--suite", choices=("fast", "standard", "smoke"),
-            text="the attack ensemble of the 'suite' column: fast, or standard (AutoAttack's full budgets: slow)")
+    _option(rep, "--suite", choices=tuple(SUITES),
+            text="the attack ensemble of the 'suite' column: medium, fast, standard (AutoAttack's full budgets: "
+                 "slow); for every row unless --batch-suite is given too")
+    _option(rep, "--batch-suite", choices=tuple(SUITES),
+            text="the ensemble for the 'batch' rows, whose attacks perturb whole batches")
     _option(rep, "--eval-variants", type=_names, text="eval-statistics variants of bn/rn: running,batch,running-mean")
     _option(rep, "--suite-eps", type=_positive_floats,
             text="the budgets (a subset of --eps) the suite attacks too; with --eps alone: every ε given")
@@ -242,6 +245,8 @@ def _config(args, **fields) -> ReproduceConfig:
     given.update(fields)
     if getattr(args, "no_progress", False):
         given["progress"] = False
+    if "suite" in given and "batch_suite" not in given:
+        given["batch_suite"] = None  # --suite alone: the same ensemble for every row
     if "eps" in given and "suite_eps" not in given:
         given["suite_eps"] = None  # the budgets asked for are attacked at full strength
     if getattr(args, "quick", False) and getattr(args, "full", False):

@@ -388,3 +388,14 @@ def test_tune_records_the_command_line_as_given(monkeypatch, tmp_path):
     assert cli.main(["tune", "--dataset", "digits", "--norms", "bn,rn", "--seeds", "2", "--out", out, "--fresh"]) == 0
     assert seen["command"] == f"python -m minirn tune --dataset digits --norms bn,rn --seeds 2 --out {out} --fresh"
     assert seen["norms"] == ("bn", "rn") and seen["seeds"] == 2 and seen["out"] == out and seen["reuse"] is None
+
+
+@pytest.mark.parametrize("argv, suite, batch_suite", [
+    ([], "medium", "fast"),                                         # the defaults: a cheaper suite for 'batch' rows
+    (["--suite", "standard"], "standard", None),                    # --suite alone: every row
+    (["--suite", "medium", "--batch-suite", "smoke"], "medium", "smoke"),
+    (["--full"], "standard", None),
+])
+def test_reproduce_suite_options(argv, suite, batch_suite):
+    config = cli._config(cli.build_parser().parse_args(["reproduce", *argv]))
+    assert (config.suite, config.batch_suite) == (suite, batch_suite)

@@ -26,7 +26,7 @@ ATTACKS = ("fgsm", "pgd", "bim", "mim", "cw", "apgd-ce", "apgd-dlr", "apgd-t", "
 
 
 #: What ``--full`` changes: the whole protocol (every test image, more budgets, AutoAttack's budgets, every variant).
-FULL = dict(eval_examples=1000, eps=(0.005, 0.01, 0.02, 0.05, 0.1), suite_eps=None, suite="standard",
+FULL = dict(eval_examples=1000, eps=(0.005, 0.01, 0.02, 0.05, 0.1), suite_eps=None, suite="standard", batch_suite=None,
             eval_variants=("running", "batch", "running-mean"), sanity_examples=200, sanity_square_queries=1000,
             curve_examples=500)
 
@@ -59,9 +59,13 @@ class ReproduceConfig:
     #: budgets attacked by the suite too (None: all of ``eps``)
     suite_eps: tuple | None = (0.05,)
     pgd_steps: int = 10
-    #: the attack ensemble whose per-example worst case is the "suite" column (minirn.attacks.SUITES);
-    #: "fast" by default (to fit the CPU budget), "standard" (AutoAttack's budgets) with --full
-    suite: str = "fast"
+    #: the attack ensemble whose per-example worst case is the "suite" column (minirn.attacks.SUITES), for
+    #: models whose outputs do not depend on the batch (the suite then attacks only the examples still robust);
+    #: "medium" by default (APGD-CE 100 steps, APGD-T 3 x 50, Square 100), "standard" (AutoAttack's) with --full
+    suite: str = "medium"
+    #: the ensemble for batch-statistics variants, where every attack perturbs every example of each fixed batch
+    #: (about N / survivors times the work): "fast" by default, to fit the CPU budget; None: the same as ``suite``
+    batch_suite: str | None = "fast"
     #: the eval-statistics variants of the batch norms (names of minirn.nn.EVAL_STATISTICS)
     eval_variants: tuple = ("running", "batch")
     #: the Square attack's query budget in the sanity check ``gradient_free_not_stronger``
@@ -96,6 +100,10 @@ class ReproduceConfig:
         budgets = sorted(self.suite_budgets())
         return budgets[len(budgets) // 2]
 
+    def suite_for(self, batch_dependent: bool) -> str:
+        """The suite's name for a model whose outputs depend on the batch (or not)."""
+        return self.batch_suite if batch_dependent and self.batch_suite is not None else self.suite
+
     def suite_budgets(self) -> list:
         return list(self.eps) if self.suite_eps is None else list(self.suite_eps)
 
@@ -113,8 +121,9 @@ class ReproduceConfig:
         for attack in self.attacks:
             if attack not in ATTACKS:
                 raise ValueError(f"unknown attack {attack!r}; expected a subset of {', '.join(ATTACKS)}")
-        if self.suite not in SUITES:
-            raise ValueError(f"unknown suite {self.suite!r}; expected one of {', '.join(SUITES)}")
+        for option, suite in (("--suite", self.suite), ("--batch-suite", self.batch_suite)):
+            if suite is not None and suite not in SUITES:
+                raise ValueError(f"unknown {option} {suite!r}; expected one of {', '.join(SUITES)}")
         for name in self.eval_variants:
             nn.eval_statistics(name)  # names the valid choices if unknown
         for name in ("epochs", "batch_size", "seeds", "pgd_steps", "eval_examples", "eval_batch_size", "validation",
@@ -155,7 +164,7 @@ def check_budget(eps_list, low=0.0, high=1.0):
 def quick_config(**overrides) -> ReproduceConfig:
     """A tiny run for smoke tests (``--quick``): sklearn's 8x8 digits, 2 epochs, 2 seeds, few examples."""
     base = dict(dataset="digits", epochs=2, batch_size=32, lr=0.2, seeds=2, eps=(0.1, 0.3), suite_eps=None, pgd_steps=3, eval_examples=96,
-                eval_batch_size=48, sanity_examples=48, suite="smoke", sanity_square_queries=20, validation=100,
+                eval_batch_size=48, sanity_examples=48, suite="smoke", batch_suite=None, sanity_square_queries=20, validation=100,
                 curve_examples=48, out="results-quick", quick=True)
     base.update(overrides)
     return ReproduceConfig(**base)

@@ -125,23 +125,29 @@ def training_curves(runs, path=None, *, title=None) -> Figure:
     by_norm = {}
     for run in runs:
         by_norm.setdefault(run["norm"], []).append(run["history"])
+    first = runs[0]["history"][0] if runs else {}
+    # solid (with the band over seeds): test accuracy if it was recorded per epoch, else validation accuracy
+    curves = [(key, style) for key, style in (("test_acc", "-"), ("val_acc", ":")) if key in first]
+    if len(curves) == 1:
+        curves = [(curves[0][0], "-")]
+    names = {"test_acc": "test", "val_acc": "validation"}
     for index, (norm, histories) in enumerate(by_norm.items()):
         color = _norm_color(norm, index)
         epochs = [h["epoch"] for h in histories[0]]
         loss = np.array([[h["train_loss"] for h in hist] for hist in histories])
         loss_ax.plot(epochs, loss.mean(axis=0), marker="o", color=color, label=norm)
         loss_ax.fill_between(epochs, loss.min(axis=0), loss.max(axis=0), color=color, alpha=0.15)
-        for key, style in (("test_acc", "-"), ("val_acc", ":")):
-            if key in histories[0][0]:
-                acc = 100 * np.array([[h[key] for h in hist] for hist in histories])
-                acc_ax.plot(epochs, acc.mean(axis=0), marker="o" if style == "-" else None, linestyle=style, color=color)
-                if style == "-":
-                    acc_ax.fill_between(epochs, acc.min(axis=0), acc.max(axis=0), color=color, alpha=0.15)
+        for key, style in curves:
+            acc = 100 * np.array([[h[key] for h in hist] for hist in histories])
+            acc_ax.plot(epochs, acc.mean(axis=0), marker="o" if style == "-" else None, linestyle=style, color=color)
+            if style == "-":
+                acc_ax.fill_between(epochs, acc.min(axis=0), acc.max(axis=0), color=color, alpha=0.15)
     loss_ax.set_title("training loss")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("cross-entropy")
     loss_ax.set_yscale("log")
-    acc_ax.set_title("clean accuracy: test (solid), validation (dotted)")
+    acc_ax.set_title("clean accuracy: " + ", ".join(
+        names[key] + (f" ({'solid' if style == '-' else 'dotted'})" if len(curves) > 1 else "") for key, style in curves))
     acc_ax.set_xlabel("epoch")
     acc_ax.set_ylabel("accuracy (%)")
     for ax in (loss_ax, acc_ax):

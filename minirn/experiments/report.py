@@ -93,8 +93,11 @@ def summarize(runs, attacks, eps_list, model_name) -> list:
     return summary
 
 
-def markdown_table(summary, attacks, eps_list, batch_size, suite="") -> str:
+def markdown_table(summary, attacks, eps_list, batch_size, suite="", suite_text=None) -> str:
     """The summary as Markdown tables of accuracies in % (mean ± sample std over seeds).
+
+    suite: the suite's name and attacks, e.g. ``"fast: fgsm, pgd, apgd-ce, apgd-t, square"``; or
+    suite_text: the whole phrase after "worst case over" (:func:`suite_description`).
 
     The first table has one row per model/norm/eval statistics; the second, for the rows whose
     predictions use batch statistics, sets the per-example worst case beside the realisable one.
@@ -115,7 +118,8 @@ def markdown_table(summary, attacks, eps_list, batch_size, suite="") -> str:
         f"'batch' rows normalise with the statistics of the inference batch "
         f"(batch size {batch_size}; the whole batch is attacked jointly), so they depend on the batch size "
         f"and composition."
-        + (f" 'suite' is the per-example worst case over the attacks of the suite ({suite})." if suite else "")
+        + (f" 'suite' is the per-example worst case over {suite_text}." if suite_text else
+           f" 'suite' is the per-example worst case over the attacks of the suite ({suite})." if suite else "")
         + (f" **Left out because the model did not learn: {'; '.join(excluded)}.**" if excluded else "")
     )
     suite_eps = [e for e in eps_list if any(f"realisable@{e:g}" in row for row in summary)]
@@ -142,11 +146,35 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
+def suite_description(config) -> str:
+    """Which attacks and budgets the 'suite' column used, for batch-independent and batch-statistics rows."""
+    def budgets(name):
+        def budget(settings):
+            settings = settings or {}
+            if "queries" in settings:
+                return f"{settings['queries']} queries"
+            steps = f"{settings.get('steps', '?')} steps"
+            return f"{settings['n_targets']} targets × {steps}" if "n_targets" in settings else steps
+
+        settings = SUITES.get(name, {})
+        return f"{name} suite (" + ", ".join(f"{a} {budget(v)}" for a, v in settings.items()) + ")" if settings else name
+
+    extras = ", ".join(config["attacks"])
+    batch_suite = config.get("batch_suite")
+    if batch_suite is None or batch_suite == config["suite"]:
+        return f"{extras} and the {budgets(config['suite'])}"
+    return (f"{extras} and, for models independent of the batch (no norm, running statistics), the "
+            f"{budgets(config['suite'])}, run on the examples still robust; for 'batch' rows, where every attack "
+            f"perturbs every example of each fixed batch, the {budgets(batch_suite)}")
+
+
 def results_markdown(results) -> str:
     """The whole report of a ``reproduce`` run, from its ``results.json`` contents alone."""
     config, summary = results["config"], results["summary"]
     suite_eps = [b["eps"] for b in results["budgets"] if b["suite"]]
-    suite_names = ", ".join([*config["attacks"], *SUITES.get(config["suite"], {})])
+    suite_text = suite_description(config)
+    batch_suite = config.get("batch_suite")
+    suite_label = f"{config['suite']} suite" + (f" ({batch_suite} for 'batch' rows)" if batch_suite not in (None, config["suite"]) else "")
     out = [f"# minirn reproduce: {config['dataset']}, {config['model']}", ""]
     out += ["## Recipes (chosen on validation images, never on the test split)", "",
             "| norm | lr | init | batch | epochs | source |", "|---|---|---|---|---|---|"]
@@ -154,13 +182,13 @@ def results_markdown(results) -> str:
             for norm, r in results["recipes"].items()]
     out += ["", "## Budgets", "", "| ε (pixels, [0, 1]) | ε in the authors' units (÷ σ) | attacks |", "|---|---|---|"]
     for b in results["budgets"]:
-        attacks = ", ".join(config["attacks"]) + (f" and the {config['suite']} suite" if b["suite"] else "")
+        attacks = ", ".join(config["attacks"]) + (f" and the {suite_label}" if b["suite"] else "")
         normalised = "n/a" if b["normalised"] is None else f"{b['normalised']:g}"
         out.append(f"| {b['eps']:g} | {normalised} | {attacks} |")
     out += ["", "The authors apply ε to mean/std-normalised images (their defaults 0.004 and 0.008, and 0.02 in one "
                 "script, about 0.001-0.006 in pixels).", ""]
     out += ["## Accuracy", "", markdown_table(summary, config["attacks"], config["eps"], config["eval_batch_size"],
-                                              suite=f"{config['suite']}: {suite_names}"), ""]
+                                              suite_text=suite_text), ""]
     out += [f"{results['eval_examples']} test images attacked per model.", ""]
     cols = ["clean", *(f"suite@{e:g}" for e in suite_eps)]
     out += ["## Per seed", "", "| norm / eval statistics | column | per seed (%) | mean ± std | 95% interval |",

@@ -4,11 +4,13 @@ The protocol::
 
     split        test images for the final numbers only; 500 training images held out for validation
     train        each norm with its own recipe, chosen on validation (minirn tune -> recipes.json), on each seed;
-                 seed 0 also records clean and PGD-margin accuracy on validation images after every epoch
-                 (robustness at matched clean accuracy)
+                 validation accuracy after every epoch, test accuracy once at the end; seed 0 also records
+                 clean and PGD-margin accuracy on validation images after every epoch (robustness at matched
+                 clean accuracy)
     flag         a model that did not learn (chance accuracy, one predicted class) is reported, never averaged
     attack       every model and eval-statistics variant: FGSM and PGD at each ε, and at the suite's ε the
-                 per-example worst case of them and an AutoAttack-style suite (minirn.attacks.robust_accuracy)
+                 per-example worst case of them and an AutoAttack-style suite (minirn.attacks.robust_accuracy):
+                 ``suite`` for batch-independent models, ``batch_suite`` for batch-statistics variants
     check        the gradient-masking sanity checks on every model and variant, at the middle suite ε
     observe      how an attack shifts the norm layers' batch statistics, beside random noise of the same norm
     report       mean ± sample std (ddof = 1) over the seeds that learned, a 95% interval, the per-seed values
@@ -31,6 +33,7 @@ import numpy as np
 import minirn
 from minirn import backend
 from minirn.attacks import evaluate, madry_step_size, pgd, robust_accuracy, sanity_checks
+from minirn.attacks.evaluate import uses_batch_statistics
 from minirn.attacks.sanity import ALIVE_ABOVE_CHANCE, is_alive
 from minirn.data import load_dataset, validation_split
 from minirn.experiments import figures, report
@@ -42,10 +45,10 @@ from minirn.experiments.config import (  # noqa: F401 (public here too)
     quick_config,
 )
 from minirn.experiments.norm_stats import statistics_shift_with_control
-from minirn.experiments.workers import map_jobs
+from minirn.experiments.workers import map_two_stages
 from minirn.nn import EVAL_STATISTICS, eval_statistics, norm_layers, set_norm_eval_stats
 from minirn.runs import claim_output_folder, model_meta
-from minirn.train import predict, train_model
+from minirn.train import accuracy, predict, train_model
 
 #: ``(mean, scale)`` of the paper's eval-statistics variants, in the order of :data:`minirn.nn.EVAL_STATISTICS`.
 EVAL_VARIANTS = tuple(variant.setting for variant in EVAL_STATISTICS)
@@ -69,7 +72,8 @@ def _seconds(start):
 def run(config: ReproduceConfig, log=print) -> dict:
     """Run the whole reproduction; return the results dictionary (also written to ``config.out``).
 
-    Models train, and are then attacked, in ``config.workers`` processes (:mod:`.workers`); every
+    Models train, and are then attacked (each as soon as it is trained), in ``config.workers``
+    processes (:mod:`.workers`); every
     job is seeded on its own, so the numbers do not depend on how many workers share the jobs (only,
     in the last float bits, on whether there are workers at all: see :mod:`.workers`).
     """
@@ -88,18 +92,17 @@ def run(config: ReproduceConfig, log=print) -> dict:
             f"{recipe.epochs} epochs ({source})")
 
     keys = [(norm, seed) for norm in config.norms for seed in range(config.seeds)]
-    trained = map_jobs(_train_job, [(config, norm, seed, recipes[norm]) for norm, seed in keys], config.workers)
-    states = {key: state for key, (state, _) in zip(keys, trained)}
-    runs = [record for _, record in trained]
-    for record in runs:
-        _log_training(record, log)
-
-    jobs = [(config, norm, seed, eval_stats, states[(norm, seed)], states.get((norm, (seed + 1) % config.seeds)))
-            for norm, seed in keys for eval_stats in eval_variants(norm, config.eval_variants)]
-    jobs.sort(key=lambda job: job[3] is None or "batch" not in job[3])  # the slow batch-statistics jobs first
-    evaluated = map_jobs(_evaluate_job, jobs, config.workers)
+    # each model is attacked as soon as it and its transfer source (the next seed) are trained
+    jobs = [(norm, seed, eval_stats) for norm, seed in keys for eval_stats in eval_variants(norm, config.eval_variants)]
+    jobs.sort(key=lambda job: job[2] is None or "batch" not in job[2])  # the slow batch-statistics jobs first
+    trained, evaluated = map_two_stages(
+        _train_job, {(norm, seed): (config, norm, seed, recipes[norm]) for norm, seed in keys},
+        _evaluate_job, [_evaluation(config, norm, seed, eval_stats) for norm, seed, eval_stats in jobs], config.workers,
+        on_first=lambda key, result: _log_training(result[1], log))
+    states = {key: trained[key][0] for key in keys}
+    runs = [trained[key][1] for key in keys]
     by_key = {(r["norm"], r["seed"]): r for r in runs}
-    for (_, norm, seed, *_), (variant, extra) in zip(jobs, evaluated):
+    for (norm, seed, _), (variant, extra) in zip(jobs, evaluated):
         by_key[(norm, seed)]["variants"].append(variant)
         by_key[(norm, seed)].update(extra)
     order = [None, *(list(v) for v in EVAL_VARIANTS)]
@@ -168,7 +171,7 @@ def _train_job(config, norm, seed, recipe_and_source):
     start = time.perf_counter()
     model, history = train_model(
         lambda: config.build_model(norm, data.x_train.shape[1], data.num_classes), recipe, (x_train, y_train), seed,
-        val_data=(x_val, y_val), test_data=(data.x_test, data.y_test),
+        val_data=(x_val, y_val),
         augment="cifar" if data.name == "cifar10" else None, on_epoch_end=curve, checkpoint=checkpoint,
         resume=config.resume, progress=config.progress and config.workers == 1, description=f"{norm} seed {seed}",
         checkpoint_meta=model_meta(data, recipe, model=config.model, norm=norm, p=config.p, seed=seed,
@@ -177,6 +180,7 @@ def _train_job(config, norm, seed, recipe_and_source):
     model.eval()
     record = {"norm": norm, "seed": seed, "recipe": {**dataclasses.asdict(recipe), "source": source},
               "history": history, "train_seconds": _seconds(start), "variants": [],
+              "test_acc": accuracy(model, data.x_test, data.y_test),  # once, after training: nothing is chosen by it
               "learned": learned(model, data.x_test[: config.eval_examples], data.y_test[: config.eval_examples],
                                  data.num_classes)}
     state = {name: backend.to_host(value) for name, value in model.state_dict().items()}
@@ -186,7 +190,7 @@ def _train_job(config, norm, seed, recipe_and_source):
 def _log_training(record, log):
     last = record["history"][-1]
     log(f"  {record['norm']:>4} seed {record['seed']}: validation {100 * last['val_acc']:.1f}%, "
-        f"test {100 * last['test_acc']:.1f}% (train {record['train_seconds']:.0f} s)"
+        f"test {100 * record['test_acc']:.1f}% (train {record['train_seconds']:.0f} s)"
         + ("" if record["learned"]["passed"] else "  ** DID NOT LEARN: " + record["learned"]["why"] + " **"))
 
 
@@ -225,6 +229,17 @@ def _robustness_curve(config, val_data):
     return on_epoch_end
 
 
+def _evaluation(config, norm, seed, eval_stats):
+    """``(needs, make_args)`` of one evaluation job for :func:`~.workers.map_two_stages`: the model and the
+    next seed's (the transfer attack's source), trained."""
+    source = (norm, (seed + 1) % config.seeds)
+
+    def make_args(trained):
+        return config, norm, seed, eval_stats, trained[(norm, seed)][0], trained[source][0]
+
+    return [(norm, seed), source], make_args
+
+
 def _evaluate_job(config, norm, seed, eval_stats, state, transfer_state):
     """Attack and check one model under one eval-statistics variant: ``(variant, extra record entries)``."""
     data = _data(config)
@@ -236,7 +251,8 @@ def _evaluate_job(config, norm, seed, eval_stats, state, transfer_state):
         if eval_stats is not None and m is not None:
             set_norm_eval_stats(m, *eval_stats)
     suite_eps, other_eps = config.suite_budgets(), [e for e in config.eps if e not in config.suite_budgets()]
-    suite = robust_accuracy(model, x_eval, y_eval, suite_eps, suite=config.suite, attacks=attack_settings(config),
+    suite_name = config.suite_for(uses_batch_statistics(model))
+    suite = robust_accuracy(model, x_eval, y_eval, suite_eps, suite=suite_name, attacks=attack_settings(config),
                             batch_size=config.eval_batch_size, seed=seed, keep_per_example=True)
     others = (evaluate(model, x_eval, y_eval, attack_settings(config), other_eps, batch_size=config.eval_batch_size,
                        seed=seed, progress=False) if other_eps else None)
@@ -245,7 +261,7 @@ def _evaluate_job(config, norm, seed, eval_stats, state, transfer_state):
         model, x_eval[: config.sanity_examples], y_eval[: config.sanity_examples], eps, steps=config.pgd_steps,
         alpha=madry_step_size(eps, config.pgd_steps), transfer_model=transfer, batch_size=config.eval_batch_size,
         seed=seed, progress=False, square_queries=config.sanity_square_queries)
-    variant = {"eval_stats": list(eval_stats) if eval_stats else None,
+    variant = {"eval_stats": list(eval_stats) if eval_stats else None, "suite_name": suite_name,
                "accuracy": _flatten_accuracy(config, suite, others), "suite": suite, "others": others,
                "sanity": sanity, "seconds": _seconds(start)}
     extra = {}

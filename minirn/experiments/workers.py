@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 #: Set in the workers (before they import NumPy): one BLAS/OpenMP thread per worker process.
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -37,6 +37,55 @@ def map_jobs(function, jobs, workers: int = 1) -> list:
     with _environment(ONE_THREAD), ProcessPoolExecutor(min(workers, len(jobs)),
                                                        mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(_call, [(function, job) for job in jobs]))
+
+
+def map_two_stages(first, first_jobs: dict, second, second_jobs: list, workers: int = 1, on_first=None):
+    """Run ``first`` on every job of ``first_jobs``, then ``second`` on every job of ``second_jobs``, where a
+    second-stage job starts as soon as the first-stage results it needs exist (so no core waits for the
+    slowest first-stage job).
+
+    first_jobs: ``{key: args}``; second_jobs: ``[(needs, make_args)]``, ``needs`` the first-stage keys whose
+    results ``make_args(results)`` turns into the job's args (``results``: ``{key: result}``).  A free
+    worker takes the next first-stage job (in order) while any is left, else the first second-stage job (in
+    the order given) whose needs are met: put the longest second-stage jobs first.  Returns
+    ``({key: first result}, [second result, in the order of second_jobs])``; ``workers <= 1`` runs
+    everything in this process, first stage then second, in order.  ``on_first(key, result)``, if
+    given, is called here as each first-stage result arrives (to report progress).
+    """
+    unknown = {key for needs, _ in second_jobs for key in needs} - set(first_jobs)
+    if unknown:
+        raise ValueError(f"map_two_stages: second-stage jobs need results of unknown first-stage jobs {sorted(map(str, unknown))}")
+    results, outputs = {}, [None] * len(second_jobs)
+    if workers <= 1:
+        for key, args in first_jobs.items():
+            results[key] = first(*args)
+            if on_first is not None:
+                on_first(key, results[key])
+        return results, [second(*make_args(results)) for _, make_args in second_jobs]
+    todo, waiting, running = list(first_jobs), list(range(len(second_jobs))), {}
+    with _environment(ONE_THREAD), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while todo or waiting or running:
+            while len(running) < workers:
+                ready = next((i for i in waiting if all(k in results for k in second_jobs[i][0])), None)
+                if todo:
+                    key = todo.pop(0)
+                    running[pool.submit(_call, (first, first_jobs[key]))] = ("first", key)
+                elif ready is not None:
+                    waiting.remove(ready)
+                    args = second_jobs[ready][1](results)
+                    running[pool.submit(_call, (second, args))] = ("second", ready)
+                else:
+                    break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                stage, key = running.pop(future)
+                if stage == "first":
+                    results[key] = future.result()
+                    if on_first is not None:
+                        on_first(key, results[key])
+                else:
+                    outputs[key] = future.result()
+    return results, outputs
 
 
 def _call(function_and_job):

@@ -135,6 +135,21 @@ def test_training_curves_legend_outside(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize("keys, title", [(("test_acc", "val_acc"), "clean accuracy: test (solid), validation (dotted)"),
+                                         (("val_acc",), "clean accuracy: validation")])
+def test_training_curves_draw_validation_solid_without_per_epoch_test_accuracy(keys, title):
+    """reproduce records test accuracy once, after training: validation is then the solid curve, with its band."""
+    runs = [{"norm": norm, "seed": seed,
+             "history": [{"epoch": e, "train_loss": 1.0 / e, **{k: 0.1 * e + 0.01 * seed for k in keys}} for e in (1, 2)]}
+            for norm in ("bn", "rn") for seed in (0, 1)]
+    fig = figures.training_curves(runs)
+    acc_ax = fig.get_axes()[1]
+    assert acc_ax.get_title() == title
+    styles = sorted(line.get_linestyle() for line in acc_ax.get_lines())
+    assert styles == sorted(["-", "-"] + ([":", ":"] if len(keys) == 2 else []))
+    assert len(acc_ax.collections) == 2  # one min-max band per norm, on the solid curve
+
+
 # ---- clean_vs_robust: robustness at matched clean accuracy --------------------------------------------------------
 
 def curve_run(norm, epochs=6, lead=0.0):

@@ -156,7 +156,10 @@ def test_results_markdown_has_every_section_with_its_numbers():
     cell = lambda v: f"{100 * np.mean(v):.1f} ± {100 * np.std(v, ddof=1):.1f}"  # noqa: E731
     assert f"| small-cnn | bn / running | {cell(clean)} | {cell([0.5, 0.3])} | {cell(suite)} |" in acc
     assert "| small-cnn | rn / running | n/a | n/a | n/a |" in acc
-    assert f"fast: {', '.join(['pgd', *SUITES['fast']])}" in "\n".join(acc)
+    fast = SUITES["fast"]
+    assert (f"'suite' is the per-example worst case over pgd and the fast suite (apgd-ce {fast['apgd-ce']['steps']} "
+            f"steps, apgd-t {fast['apgd-t']['n_targets']} targets × {fast['apgd-t']['steps']} steps, square "
+            f"{fast['square']['queries']} queries)." in "\n".join(acc))
     assert "rn / running seed(s) 0" in "\n".join(acc)
     assert "200 test images attacked per model." in acc
 
@@ -196,3 +199,17 @@ def test_results_markdown_without_statistics_shift_has_no_such_section():
         r.pop("statistics_shift", None)
     markdown = report.results_markdown(data)
     assert "## Statistics shift" not in markdown and "## Per seed" in markdown
+
+
+def test_results_markdown_names_both_suites_when_batch_rows_get_another():
+    data = results()
+    data["config"] = {**data["config"], "suite": "medium", "batch_suite": "fast"}
+    markdown = report.results_markdown(data)
+    assert "| 0.1 | 0.3246 | pgd and the medium suite (fast for 'batch' rows) |" in section(markdown, "Budgets")
+    text = "\n".join(section(markdown, "Accuracy"))
+    medium = SUITES["medium"]
+    assert f"for models independent of the batch (no norm, running statistics), the medium suite (apgd-ce {medium['apgd-ce']['steps']} steps" in text
+    assert "for 'batch' rows, where every attack perturbs every example of each fixed batch, the fast suite" in text
+    data["config"]["batch_suite"] = None  # one suite for every row: named once
+    text = "\n".join(section(report.results_markdown(data), "Accuracy"))
+    assert "pgd and the medium suite (" in text and "fast suite" not in text

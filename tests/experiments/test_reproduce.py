@@ -392,3 +392,43 @@ def test_another_configuration_in_the_same_folder_is_refused(finished, tmp_path,
     assert err.startswith("minirn reproduce: error:") and "epochs 1 there, 2 here" in err
     assert "seeds" not in err                         # only the setting that differs is named
     assert (out / "results.json").read_bytes() == results_before
+
+
+@pytest.mark.parametrize("eval_stats, batch_dependent", [(("running", "running"), False), (("batch", "batch"), True)])
+def test_batch_statistics_rows_are_attacked_with_the_batch_suite(monkeypatch, eval_stats, batch_dependent):
+    """``suite`` for a model independent of the batch, ``batch_suite`` for one normalising with batch statistics:
+    the suite actually called, and the name recorded in the variant."""
+    config = quick_config(**{**QUICK, "eval_examples": 16, "sanity_examples": 8}, workers=1, suite="medium",
+                          batch_suite="fast")
+    data = load_dataset(config.dataset)
+    state = config.build_model("bn", data.x_train.shape[1], data.num_classes).state_dict()
+    called = []
+    real = reproduce.robust_accuracy
+
+    def spy(model, *args, suite, **kwargs):
+        called.append(suite)
+        return real(model, *args, suite="smoke", **kwargs)  # the name is what is tested; smoke keeps it quick
+
+    monkeypatch.setattr(reproduce, "robust_accuracy", spy)
+    variant, _ = reproduce._evaluate_job(config, "bn", 0, eval_stats, state, None)
+    expected = "fast" if batch_dependent else "medium"
+    assert called == [expected] and variant["suite_name"] == expected
+
+
+def test_one_suite_for_every_row_when_batch_suite_is_none():
+    config = ReproduceConfig(suite="standard", batch_suite=None)
+    assert config.suite_for(True) == config.suite_for(False) == "standard"
+    assert ReproduceConfig().suite_for(True) == "fast" and ReproduceConfig().suite_for(False) == "medium"
+
+
+def test_test_accuracy_is_measured_once_after_training(finished):
+    """No per-epoch test accuracy (nothing may be chosen by it); the final one is the saved model's, on every test image."""
+    from minirn import load_model
+    from minirn.train import accuracy
+
+    out, results, config = finished
+    data = load_dataset(config.dataset)
+    for run in results["runs"]:
+        assert all("test_acc" not in h and "val_acc" in h for h in run["history"])
+        model = load_model(str(out / "checkpoints" / f"{run['norm']}-seed{run['seed']}.npz"))
+        assert run["test_acc"] == accuracy(model, data.x_test, data.y_test)
