@@ -125,7 +125,7 @@ def test_evaluate_and_sanity_checks_leave_the_model_untouched():
     model = tiny_cnn("bn").train()
     x, y = images(6), labels(6)
     state = {k: to_numpy(v).copy() for k, v in model.state_dict().items()}
-    with pytest.warns(UserWarning, match="training mode"):
+    with pytest.warns(UserWarning, match="training mode"), pytest.warns(UserWarning, match="CW-L2 is an L2 attack"):
         attacks.evaluate(model, x, y, {"pgd": {"steps": 2}, "cw": {"steps": 2, "binary_search_steps": 1}}, [0.1], 3,
                          progress=False)
     attacks.sanity_checks(model, x, y, 0.1, steps=2, noise_draws=2)
