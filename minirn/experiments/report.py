@@ -146,26 +146,38 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
+def _attack_budget(settings) -> str:
+    """``"100 queries"``, ``"3 targets × 50 steps"`` or ``"20 steps"`` for one suite member's settings."""
+    settings = settings or {}
+    if "queries" in settings:
+        return f"{settings['queries']} queries"
+    steps = f"{settings.get('steps', '?')} steps"
+    return f"{settings['n_targets']} targets × {steps}" if "n_targets" in settings else steps
+
+
+def _suite_budgets(name) -> str:
+    """``"fast suite (apgd-ce 20 steps, ...)"``: a named suite of :data:`SUITES` with its budgets."""
+    settings = SUITES.get(name, {})
+    if not settings:
+        return name
+    return f"{name} suite (" + ", ".join(f"{a} {_attack_budget(v)}" for a, v in settings.items()) + ")"
+
+
+def _separate_batch_suite(config):
+    """The 'batch' rows' suite when it differs from the other rows' (``config["batch_suite"]``), else None."""
+    batch_suite = config.get("batch_suite")
+    return None if batch_suite in (None, config["suite"]) else batch_suite
+
+
 def suite_description(config) -> str:
     """Which attacks and budgets the 'suite' column used, for batch-independent and batch-statistics rows."""
-    def budgets(name):
-        def budget(settings):
-            settings = settings or {}
-            if "queries" in settings:
-                return f"{settings['queries']} queries"
-            steps = f"{settings.get('steps', '?')} steps"
-            return f"{settings['n_targets']} targets × {steps}" if "n_targets" in settings else steps
-
-        settings = SUITES.get(name, {})
-        return f"{name} suite (" + ", ".join(f"{a} {budget(v)}" for a, v in settings.items()) + ")" if settings else name
-
     extras = ", ".join(config["attacks"])
-    batch_suite = config.get("batch_suite")
-    if batch_suite is None or batch_suite == config["suite"]:
-        return f"{extras} and the {budgets(config['suite'])}"
+    batch_suite = _separate_batch_suite(config)
+    if batch_suite is None:
+        return f"{extras} and the {_suite_budgets(config['suite'])}"
     return (f"{extras} and, for models independent of the batch (no norm, running statistics), the "
-            f"{budgets(config['suite'])}, run on the examples still robust; for 'batch' rows, where every attack "
-            f"perturbs every example of each fixed batch, the {budgets(batch_suite)}")
+            f"{_suite_budgets(config['suite'])}, run on the examples still robust; for 'batch' rows, where every "
+            f"attack perturbs every example of each fixed batch, the {_suite_budgets(batch_suite)}")
 
 
 def results_markdown(results) -> str:
@@ -173,8 +185,8 @@ def results_markdown(results) -> str:
     config, summary = results["config"], results["summary"]
     suite_eps = [b["eps"] for b in results["budgets"] if b["suite"]]
     suite_text = suite_description(config)
-    batch_suite = config.get("batch_suite")
-    suite_label = f"{config['suite']} suite" + (f" ({batch_suite} for 'batch' rows)" if batch_suite not in (None, config["suite"]) else "")
+    batch_suite = _separate_batch_suite(config)
+    suite_label = f"{config['suite']} suite" + (f" ({batch_suite} for 'batch' rows)" if batch_suite else "")
     out = [f"# minirn reproduce: {config['dataset']}, {config['model']}", ""]
     out += ["## Recipes (chosen on validation images, never on the test split)", "",
             "| norm | lr | init | batch | epochs | source |", "|---|---|---|---|---|---|"]

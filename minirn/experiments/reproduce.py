@@ -48,7 +48,7 @@ from minirn.experiments.norm_stats import statistics_shift_with_control
 from minirn.experiments.workers import map_two_stages
 from minirn.nn import EVAL_STATISTICS, eval_statistics, norm_layers, set_norm_eval_stats
 from minirn.runs import claim_output_folder, model_meta
-from minirn.train import accuracy, predict, train_model
+from minirn.train import predict, train_model
 
 #: ``(mean, scale)`` of the paper's eval-statistics variants, in the order of :data:`minirn.nn.EVAL_STATISTICS`.
 EVAL_VARIANTS = tuple(variant.setting for variant in EVAL_STATISTICS)
@@ -178,11 +178,12 @@ def _train_job(config, norm, seed, recipe_and_source):
                                    validation=config.validation),
     )
     model.eval()
+    predictions = predict(model, data.x_test)  # every test image, in the batches of minirn.train.accuracy
     record = {"norm": norm, "seed": seed, "recipe": {**dataclasses.asdict(recipe), "source": source},
               "history": history, "train_seconds": _seconds(start), "variants": [],
-              "test_acc": accuracy(model, data.x_test, data.y_test),  # once, after training: nothing is chosen by it
-              "learned": learned(model, data.x_test[: config.eval_examples], data.y_test[: config.eval_examples],
-                                 data.num_classes)}
+              "test_acc": float(np.mean(predictions == backend.to_host(data.y_test))),  # once: nothing is chosen by it
+              "learned": _learned(predictions[: config.eval_examples], data.y_test[: config.eval_examples],
+                                  data.num_classes)}
     state = {name: backend.to_host(value) for name, value in model.state_dict().items()}
     return state, record
 
@@ -197,7 +198,11 @@ def _log_training(record, log):
 def learned(model, x, y, num_classes) -> dict:
     """Did the model learn?  :func:`minirn.attacks.sanity.is_alive` on ``x``: fails at chance accuracy
     (≤ 1.5 / classes) or one predicted class, with the reason in ``why``."""
-    predictions = predict(model, x)
+    return _learned(predict(model, x), y, num_classes)
+
+
+def _learned(predictions, y, num_classes) -> dict:
+    """:func:`learned` from the model's predicted classes (N,) for labels y (N,)."""
     accuracy = float(np.mean(predictions == backend.to_host(y)))
     classes = len(np.unique(predictions))
     why = []

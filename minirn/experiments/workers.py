@@ -34,8 +34,7 @@ def map_jobs(function, jobs, workers: int = 1) -> list:
         return [function(*job) for job in jobs]
     # even a single job goes to a worker: with one BLAS thread its float arithmetic, and so its
     # result, is the same as when it runs beside others (two threads sum in another order)
-    with _environment(ONE_THREAD), ProcessPoolExecutor(min(workers, len(jobs)),
-                                                       mp_context=multiprocessing.get_context("spawn")) as pool:
+    with _pool(min(workers, len(jobs))) as pool:
         return list(pool.map(_call, [(function, job) for job in jobs]))
 
 
@@ -63,19 +62,18 @@ def map_two_stages(first, first_jobs: dict, second, second_jobs: list, workers: 
                 on_first(key, results[key])
         return results, [second(*make_args(results)) for _, make_args in second_jobs]
     todo, waiting, running = list(first_jobs), list(range(len(second_jobs))), {}
-    with _environment(ONE_THREAD), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with _pool(workers) as pool:
         while todo or waiting or running:
             while len(running) < workers:
-                ready = next((i for i in waiting if all(k in results for k in second_jobs[i][0])), None)
                 if todo:
                     key = todo.pop(0)
                     running[pool.submit(_call, (first, first_jobs[key]))] = ("first", key)
-                elif ready is not None:
-                    waiting.remove(ready)
-                    args = second_jobs[ready][1](results)
-                    running[pool.submit(_call, (second, args))] = ("second", ready)
-                else:
+                    continue
+                ready = next((i for i in waiting if all(k in results for k in second_jobs[i][0])), None)
+                if ready is None:
                     break
+                waiting.remove(ready)
+                running[pool.submit(_call, (second, second_jobs[ready][1](results)))] = ("second", ready)
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 stage, key = running.pop(future)
@@ -86,6 +84,13 @@ def map_two_stages(first, first_jobs: dict, second, second_jobs: list, workers: 
                 else:
                     outputs[key] = future.result()
     return results, outputs
+
+
+@contextlib.contextmanager
+def _pool(workers):
+    """``workers`` spawned processes with one BLAS thread each (set before they import NumPy)."""
+    with _environment(ONE_THREAD), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
 
 
 def _call(function_and_job):
