@@ -27,6 +27,9 @@ from minirn.nn.module import Module, Parameter
 
 STATISTICS = ("running", "batch")
 
+#: BatchNorm2d's ``formula``: the standard BatchNorm (Ioffe & Szegedy; PyTorch) or the authors' variant.
+FORMULAS = ("standard", "authors")
+
 
 @dataclass(frozen=True)
 class EvalStats:
@@ -125,13 +128,22 @@ class BatchNorm2d(_BatchStatNorm2d):
     x: (N, C, H, W) or (N, C).  Training: :math:`\\mu_B`, biased :math:`\\sigma_B^2` over (N, H, W),
     :math:`y = \\gamma (x-\\mu_B)/\\sqrt{\\sigma_B^2+\\epsilon} + \\beta`; buffers ``running_mean`` and
     ``running_var`` track :math:`\\mu_B` and the *unbiased* variance :math:`\\sigma_B^2\\,n/(n-1)`.
-    (The authors' code divides by :math:`\\sqrt{\\text{unbiased var}}+\\epsilon` instead; minirn
-    follows the standard definition.)  PyTorch's state dict also holds ``num_batches_tracked``,
-    which minirn does not keep (it always uses ``momentum``): drop that key when porting weights.
+    PyTorch's state dict also holds ``num_batches_tracked``, which minirn does not keep (it always
+    uses ``momentum``): :func:`minirn.bridge.save_weights` writes it, :func:`~minirn.bridge.load_weights`
+    ignores it.
+
+    formula: ``"standard"`` (the above, the default) or ``"authors"``, the function the authors'
+    code computes: :math:`y = \\gamma (x-\\mu)/(\\sqrt{\\sigma^2}+\\epsilon) + \\beta`, ε outside the
+    root and the *unbiased* batch variance (:func:`~minirn.nn.functional.authors_batch_norm`; the
+    running estimates are the same).  ``minirn convert --from authors`` selects it, so that a
+    converted network predicts what theirs predicts.
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, formula="standard"):
+        if formula not in FORMULAS:
+            raise ValueError(f"BatchNorm2d: formula must be one of {', '.join(FORMULAS)}, got {formula!r}")
         super().__init__(num_features, eps, momentum, affine)
+        self.formula = formula
         xp = backend.namespace("cpu")
         self.register_buffer("running_mean", xp.zeros((num_features,), dtype=xp.float32))
         self.register_buffer("running_var", xp.ones((num_features,), dtype=xp.float32))
@@ -139,6 +151,17 @@ class BatchNorm2d(_BatchStatNorm2d):
     def forward(self, x):
         self._check_input(x)
         batch_mean, batch_scale = self._use_batch_statistics()
+        if self.formula == "authors":
+            y, mu, unbiased_var = F.authors_batch_norm(
+                x, self.weight, self.bias,
+                mean=None if batch_mean else self.running_mean,
+                var=None if batch_scale else self.running_var,
+                eps=self.eps, return_stats=True,
+            )
+            if self.training:
+                self._update_running("running_mean", mu)
+                self._update_running("running_var", unbiased_var)
+            return y
         y, mu, var = F.batch_norm(
             x, self.weight, self.bias,
             mean=None if batch_mean else self.running_mean,
@@ -150,6 +173,10 @@ class BatchNorm2d(_BatchStatNorm2d):
             self._update_running("running_mean", mu)
             self._update_running("running_var", var * (n / (n - 1)))  # unbiased, like PyTorch
         return y
+
+
+    def extra_repr(self):
+        return super().extra_repr() + (f", formula={self.formula!r}" if self.formula != "standard" else "")
 
 
 class RobustNorm2d(_BatchStatNorm2d):

@@ -406,3 +406,36 @@ def test_checkpoint_round_trip_restores_outputs_bit_for_bit(norm, device, rng, t
         assert backend.device_of(value) == device and backend.dtype_name(value.dtype) == "float32", key
     x = make_tensor(rng.normal(size=(3, 1, 6, 6)), device, dtype="float32")
     np.testing.assert_array_equal(to_numpy(fresh(x)), to_numpy(model(x)))
+
+
+# --- BatchNorm2d(formula="authors"): the function the authors' code computes --------------------------------
+def authors_reference(x, gamma, beta, mean=None, var=None, eps=1e-5):
+    """γ (x - μ) / (sqrt(σ²) + ε) + β, σ² the unbiased batch variance unless given (their models/norm.py)."""
+    mu = x.mean(axis=(0, 2, 3)) if mean is None else mean
+    sigma_squared = x.var(axis=(0, 2, 3), ddof=1) if var is None else var
+    view = (1, -1, 1, 1)
+    return gamma.reshape(view) * (x - mu.reshape(view)) / (np.sqrt(sigma_squared).reshape(view) + eps) + beta.reshape(view)
+
+
+@pytest.mark.parametrize("eval_mean, eval_scale", EVAL_STATS)
+def test_authors_formula_trains_and_evaluates_like_their_layer(eval_mean, eval_scale, rng):
+    layer = nn.BatchNorm2d(3, formula="authors")
+    gamma, beta = rng.normal(size=3).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    layer.weight.data, layer.bias.data = gamma, beta
+    x = rng.normal(size=(4, 3, 5, 5)) * 2 + 1
+    y = layer(minirn.tensor(x, dtype="float32"))
+    np.testing.assert_allclose(y.numpy(), authors_reference(x, gamma, beta), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(layer.running_var, 0.9 + 0.1 * x.var(axis=(0, 2, 3), ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(layer.running_mean, 0.1 * x.mean(axis=(0, 2, 3)), rtol=1e-5, atol=1e-7)
+    layer.eval()
+    layer.eval_mean, layer.eval_scale = eval_mean, eval_scale
+    expected = authors_reference(x, gamma, beta, None if eval_mean == "batch" else layer.running_mean,
+                                 None if eval_scale == "batch" else layer.running_var)
+    np.testing.assert_allclose(layer(minirn.tensor(x, dtype="float32")).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_formula_is_checked_and_shown():
+    with pytest.raises(ValueError, match="formula must be one of standard, authors"):
+        nn.BatchNorm2d(3, formula="theirs")
+    assert "formula='authors'" in repr(nn.BatchNorm2d(3, formula="authors"))
+    assert "formula" not in repr(nn.BatchNorm2d(3))

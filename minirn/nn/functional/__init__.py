@@ -10,6 +10,7 @@ function that applies it.  Files:
 * :mod:`.activation`  — relu sigmoid tanh softmax log_softmax cross_entropy
 * :mod:`.conv`        — conv2d linear max_pool2d avg_pool2d
 * :mod:`.normalization` — batch_norm robust_norm group_norm layer_norm
+* :mod:`.authors_batch_norm` — authors_batch_norm (the authors' BatchNorm, ε outside the root)
 """
 from minirn.nn.functional.activation import (
     cross_entropy,
@@ -39,6 +40,7 @@ from minirn.nn.functional.arithmetic import (
     sub,
     where,
 )
+from minirn.nn.functional.authors_batch_norm import authors_batch_norm
 from minirn.nn.functional.conv import avg_pool2d, conv2d, linear, max_pool2d
 from minirn.nn.functional.normalization import batch_norm, group_norm, layer_norm, robust_norm
 from minirn.nn.functional.reduction import max, mean, min, sum, var
@@ -55,7 +57,7 @@ from minirn.nn.functional.shape import (
 )
 
 __all__ = [
-    "abs", "add", "astype", "avg_pool2d", "batch_norm", "broadcast_to", "clip", "concat", "conv2d",
+    "abs", "add", "astype", "authors_batch_norm", "avg_pool2d", "batch_norm", "broadcast_to", "clip", "concat", "conv2d",
     "cross_entropy", "div", "exp", "flatten", "getitem", "group_norm", "layer_norm", "linear", "log",
     "log_softmax", "matmul", "max", "max_pool2d", "maximum", "mean", "min", "minimum", "mul", "neg",
     "one_hot", "pad", "permute", "pow", "relu", "reshape", "robust_norm", "sigmoid", "sign", "softmax",
