@@ -1,7 +1,9 @@
 """Shared fixtures: every test that takes ``device`` runs on NumPy and array-api-strict (and CuPy if present).
 
 Set ``MINIRN_TEST_DEVICES=gpu`` (comma-separated) to choose the devices, e.g.
-on a GPU machine.
+on a GPU machine.  Every test that takes ``device`` carries the marker ``device``
+(and ``gpu`` on the GPU), so ``-m device`` selects exactly the device-parametrised
+tests (``benchmarks/gpu_check.sh`` runs them).
 """
 import os
 
@@ -15,12 +17,16 @@ _ALL = ["cpu", "strict", "gpu"]
 _CHOSEN = [d for d in os.environ.get("MINIRN_TEST_DEVICES", "cpu,strict,gpu").split(",") if d]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "device: takes the device fixture (selected by benchmarks/gpu_check.sh)")
+
+
 def _device_params():
     params = []
     for name in _ALL:
         if name not in _CHOSEN:
             continue
-        marks = [pytest.mark.gpu] if name == "gpu" else []
+        marks = [pytest.mark.device] + ([pytest.mark.gpu] if name == "gpu" else [])
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 

@@ -135,13 +135,13 @@ def test_evaluate_and_sanity_checks_leave_the_model_untouched():
         np.testing.assert_array_equal(to_numpy(v), state[k], err_msg=k)
 
 
-def test_evaluate_on_the_strict_device():
-    model = tiny_cnn("bn", device="strict").eval()
-    x, y = images(4, device="strict"), labels(4, device="strict")
+def test_evaluate_on_every_device(device):
+    model = tiny_cnn("bn", device=device).eval()
+    x, y = images(4, device=device), labels(4, device=device)
     result = attacks.evaluate(model, x, y, ["fgsm", "mim"], [0.0, 0.2], batch_size=2, progress=False)
     clean = (predictions(model, x) == to_numpy(y)).mean()
     assert result["clean_accuracy"] == clean and result["accuracy"]["mim"][0] == clean
-    assert backend.device_of(x) == "strict"
+    assert backend.device_of(x) == device
 
 
 def test_progress_bar_can_be_turned_off(capsys):

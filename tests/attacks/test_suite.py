@@ -285,9 +285,9 @@ def test_robust_accuracy_rejects_bad_arguments(kwargs, match):
         attacks.robust_accuracy(model, x, y, **kwargs)
 
 
-def test_robust_accuracy_on_the_strict_device():
-    model = tiny_cnn("bn", device="strict").eval()
-    x, y = images(4, device="strict"), labels(4, device="strict")
+def test_robust_accuracy_on_every_device(device):
+    model = tiny_cnn("bn", device=device).eval()
+    x, y = images(4, device=device), labels(4, device=device)
     result = attacks.robust_accuracy(model, x, y, [0.0, 0.3], suite=DETERMINISTIC, batch_size=2)
     clean = (predictions(model, x) == backend.to_host(y)).mean()
     assert result["clean_accuracy"] == clean and result["robust_accuracy"][0] == clean
