@@ -5,6 +5,7 @@
     minirn train --norm bn --epochs 6                  # train one model: results-train/bn-seed0.npz
     minirn attack --checkpoint results-train/bn-seed0.npz --attacks fgsm,pgd --eps 0.05,0.1 --eval-stats batch
     minirn bench [--device gpu]                        # minirn against PyTorch (see minirn.bench)
+    minirn convert --from authors ckpt.pth.tar --model resnet20 --norm RNT --out model.safetensors
 
 Every setting of ``reproduce``, ``train`` and ``attack`` lives in one place,
 :class:`~minirn.experiments.config.ReproduceConfig`: its defaults are the
@@ -33,8 +34,9 @@ import os
 import shlex
 import sys
 
-from minirn import backend, models, runs, serialization
+from minirn import backend, bridge, models, runs, serialization
 from minirn.attacks import SUITES, evaluate
+from minirn.bridge import AUTHORS_NORMS
 from minirn.data import DatasetNotFoundError, load_dataset
 from minirn.data.download import ENV_VAR, REMOTE_FILES, data_root, dataset_files
 from minirn.experiments.config import RECIPE_FIELDS, ReproduceConfig, attack_settings, full_config, quick_config
@@ -209,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     attack = commands.add_parser("attack", help="evaluate a model saved by 'minirn train' or 'minirn reproduce' under attack")
     attack.add_argument("--checkpoint", required=True,
-                        help="a model of 'minirn train' or a checkpoint of 'minirn train' or 'minirn reproduce' (.npz)")
+                        help="a model of 'minirn train' or a checkpoint of 'minirn train' or 'minirn reproduce' (.npz), "
+                             "or the .safetensors of 'minirn convert'")
     _add_data_options(attack, dataset_help="test set to attack (default: the dataset the model was trained on)")
     _add_attack_options(attack)
     attack.add_argument("--eval-stats", choices=tuple(EVAL_STATS), default=EVAL_STATISTICS[0].name,
@@ -233,6 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "reproduce reads)")
     tune.add_argument("--fresh", action="store_true",
                       help="train every trial again (default: read the trials the recipes file already holds)")
+
+    convert = commands.add_parser("convert", help="write a model's weights as .safetensors in PyTorch's layout: "
+                                                  "the authors' checkpoints (--from authors) or a minirn model")
+    convert.add_argument("checkpoint", help="--from authors: their .pth/.pth.tar (needs PyTorch); "
+                                            "--from minirn: a model of 'minirn train' or 'minirn reproduce' (.npz)")
+    convert.add_argument("--from", dest="source", choices=("authors", "minirn"), required=True,
+                         help="who wrote CHECKPOINT: the authors' code (github.com/awaisrauf/RobustNorm) or minirn")
+    convert.add_argument("--model", default=None,
+                         help="--from authors: their network, resnet20 (CIFAR-10) or resnet8 (their MNIST default)")
+    convert.add_argument("--norm", choices=tuple(AUTHORS_NORMS), default=None,
+                         help="--from authors: their --norm (" + ", ".join(AUTHORS_NORMS) + "); see docs/pytorch_bridge.md")
+    convert.add_argument("--p", type=_positive_float, default=None,
+                         help="--from authors: their --norm_power for RobustNorm (default 0.2, theirs)")
+    convert.add_argument("--dataset", default=None,
+                         help="--from authors: recorded in the description (default mnist for 1 channel, cifar10 for 3)")
+    convert.add_argument("--out", required=True, help="the .safetensors file to write")
 
     commands.add_parser("bench", help="time minirn against PyTorch (options: minirn bench --help)", add_help=False)
     return parser
@@ -376,7 +395,34 @@ def _tune(args):
               command="python -m minirn " + shlex.join(args.argv))
 
 
-COMMANDS = {"reproduce": _reproduce, "train": _train, "attack": _attack, "tune": _tune}
+def _convert(args):
+    if not args.out.endswith(serialization.SAFETENSORS_SUFFIX):
+        raise ValueError(f"--out must be a {serialization.SAFETENSORS_SUFFIX} file, got {args.out!r}")
+    if os.path.abspath(args.out) == os.path.abspath(args.checkpoint):
+        raise ValueError("--out must differ from CHECKPOINT")
+    if args.source == "minirn":
+        given = [flag for flag in ("model", "norm", "p", "dataset") if getattr(args, flag) is not None]
+        if given:
+            raise ValueError(f"--{given[0]} applies to --from authors only (a minirn model records its own)")
+        _, meta = serialization.read_model(args.checkpoint)
+        model = serialization.load_model(args.checkpoint)
+        source = f"{meta['model']}, norm {meta['norm']}"
+    else:
+        missing = [flag for flag in ("model", "norm") if getattr(args, flag) is None]
+        if missing:
+            raise ValueError(f"--from authors needs --{' and --'.join(missing)} (their checkpoints do not record them)")
+        model, meta = bridge.convert_authors(args.checkpoint, args.model, args.norm,
+                                             0.2 if args.p is None else args.p, args.dataset)
+        source = f"their {args.model} with {args.norm}"
+    bridge.save_weights(model, args.out, meta)
+    stats = "-" if not norm_layers(model) else f"mean {meta.get('eval_mean')}, scale {meta.get('eval_scale')}"
+    print(f"minirn convert: wrote {args.out} ({source} -> minirn {meta['model']}, norm {meta['norm']}"
+          + (f" p={meta['p']:g}" if meta["norm"] == "rn" else "")
+          + (f" with the {meta.get('batch_norm_formula', 'standard')} formula" if meta["norm"] == "bn" else "")
+          + f", eval statistics {stats})")
+
+
+COMMANDS = {"reproduce": _reproduce, "train": _train, "attack": _attack, "tune": _tune, "convert": _convert}
 
 
 def _one_line(exc) -> str:

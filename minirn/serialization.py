@@ -57,6 +57,8 @@ FORMAT_NAME = "minirn-checkpoint"
 FORMAT_VERSION = 1
 STRUCTURE_KEY = "__minirn_checkpoint__"
 ARRAY_PREFIX = "arrays"
+#: Files with this suffix hold weights in PyTorch's layout (:mod:`minirn.bridge`), not a minirn checkpoint.
+SAFETENSORS_SUFFIX = ".safetensors"
 
 __all__ = ["CheckpointError", "FORMAT_VERSION", "MODEL_META", "load", "load_model", "read_model", "save"]
 
@@ -241,8 +243,13 @@ def load(path):
 # model checkpoints: the weights and what rebuilds the model around them
 # ----------------------------------------------------------------------------
 def read_model(path) -> tuple[dict, dict]:
-    """``(state_dict, meta)`` of a model checkpoint (see the module docstring); CheckpointError for anything else."""
+    """``(state_dict, meta)`` of a model checkpoint (see the module docstring), or of a ``.safetensors``
+    file of :func:`minirn.bridge.save_weights`; CheckpointError for anything else."""
     path = os.fspath(path)
+    if path.endswith(SAFETENSORS_SUFFIX):
+        from minirn import bridge  # noqa: PLC0415  (bridge imports this module)
+
+        return bridge.read_weights(path)
     state = load(path)
     meta = state.get("meta")
     if not isinstance(meta, dict) or not isinstance(state.get("model"), dict):
@@ -258,7 +265,12 @@ def read_model(path) -> tuple[dict, dict]:
 
 def load_model(path, device: str = "cpu"):
     """The model of checkpoint ``path`` (written by ``minirn train`` or ``minirn reproduce``), on
-    ``device``, in eval mode.  Its description is ``read_model(path)[1]``."""
+    ``device``, in eval mode.  Its description is ``read_model(path)[1]``.  A ``.safetensors`` file
+    (:func:`minirn.bridge.save_weights`, ``minirn convert``) is read by :func:`minirn.bridge.load_model`."""
+    if os.fspath(path).endswith(SAFETENSORS_SUFFIX):
+        from minirn import bridge  # noqa: PLC0415  (bridge imports this module)
+
+        return bridge.load_model(path, device)
     weights, meta = read_model(path)
     model = models.build(meta["model"], meta["norm"], meta["p"], in_channels=meta["in_channels"],
                          num_classes=meta["num_classes"], device=device)
