@@ -36,8 +36,6 @@ import re
 import tempfile
 
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import save_file
 
 from minirn import backend, models
 from minirn.nn import BatchNorm2d, eval_statistics, get_norm_eval_stats, set_norm_eval_stats
@@ -60,6 +58,18 @@ class ConversionError(CheckpointError):
 # ----------------------------------------------------------------------------
 # minirn <-> safetensors in the twin's layout
 # ----------------------------------------------------------------------------
+def _safetensors():
+    """``(safe_open, save_file)`` of the safetensors package, imported only when a file is read or written,
+    so that ``import minirn`` works where it is missing (a requirement, but e.g. an offline GPU machine)."""
+    try:
+        from safetensors import safe_open  # noqa: PLC0415
+        from safetensors.numpy import save_file  # noqa: PLC0415
+    except ImportError:
+        raise CheckpointError(".safetensors files need the safetensors package, which is not installed: "
+                              "pip install safetensors") from None
+    return safe_open, save_file
+
+
 def _batch_norm_prefixes(model) -> list[str]:
     """``"blocks.0.norm1."`` for every BatchNorm2d of ``model``: where the twin has a ``num_batches_tracked``."""
     return [f"{name}." if name else "" for name, module in model.named_modules() if isinstance(module, BatchNorm2d)]
@@ -117,6 +127,7 @@ def save_weights(model, path, meta: dict) -> None:
                    "format": FORMAT_NAME, "format_version": FORMAT_VERSION}
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    _, save_file = _safetensors()
     fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     os.close(fd)
     try:
@@ -133,6 +144,7 @@ def _read(path) -> tuple[dict, dict | None]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"no weights at {path!r}: the file does not exist")
+    safe_open, _ = _safetensors()
     try:
         with safe_open(path, framework="np") as f:
             metadata = f.metadata() or {}

@@ -183,3 +183,11 @@ def test_convert_from_authors_without_torch_says_how_to_install_it(tmp_path, cap
     status, _, err = _main(capsys, "convert", "--from", "authors", path, "--model", "resnet20", "--norm", "RNT",
                            "--out", tmp_path / "x.safetensors")
     assert status == 2 and "needs PyTorch" in err and "pip install torch" in err and err.count("\n") == 1
+
+
+def test_without_safetensors_import_works_and_the_error_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    with pytest.raises(minirn.CheckpointError, match="pip install safetensors"):
+        minirn.save_weights(random_model(), tmp_path / "x.safetensors", META)
+    assert not (tmp_path / "x.safetensors").exists()
