@@ -432,6 +432,7 @@ def _one_line(exc) -> str:
 def main(argv=None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    backend.retain_freed_memory()  # minirn's own process: keep freed arrays for reuse (minirn.backend.memory)
     parser = build_parser()
     command = argv[0] if argv else None
     try:

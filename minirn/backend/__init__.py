@@ -36,12 +36,15 @@ Helpers the standard lacks, each with a NumPy fast path and a generic path:
 * :mod:`~minirn.backend.channels`: :func:`channel_sums`,
   :func:`channel_extrema` (the per-channel statistics of the batch norms).
 
+And one process-wide setting, :func:`~minirn.backend.memory.retain_freed_memory`
+(glibc keeps freed arrays for reuse), which only minirn's own commands call.
+
 Callers import the package, never a file in it (``from minirn import backend``,
 then ``backend.to_device(...)``): this file re-exports every name.
 """
 from __future__ import annotations
 
-from minirn.backend import channels, devices, random, scatter, windows  # noqa: F401 - the files, for backend.windows.X
+from minirn.backend import channels, devices, memory, random, scatter, windows  # noqa: F401 - the files, for backend.windows.X
 from minirn.backend.channels import _channels_last_rows as _channels_last_rows  # the tests check the fast path
 from minirn.backend.channels import (
     channel_extrema,
@@ -68,6 +71,7 @@ from minirn.backend.devices import (
     to_host,
     versions,
 )
+from minirn.backend.memory import retain_freed_memory
 from minirn.backend.random import manual_seed, normal, permutation, rng, uniform
 from minirn.backend.scatter import scatter_add
 from minirn.backend.windows import batch_blocks, fold_windows, sliding_windows, sliding_windows_reference
@@ -77,6 +81,6 @@ __all__ = [
     "channel_extrema", "channel_extrema_reference", "channel_sums", "channel_sums_reference",
     "check_device", "device_available", "device_of", "dtype_name", "ensure_array", "fold_windows",
     "is_array", "is_floating", "manual_seed", "namespace", "normal", "permutation", "rng",
-    "scatter_add", "sliding_windows", "sliding_windows_reference", "synchronize", "to_device",
+    "retain_freed_memory", "scatter_add", "sliding_windows", "sliding_windows_reference", "synchronize", "to_device",
     "to_host", "uniform", "versions",
 ]

@@ -257,6 +257,7 @@ def main(argv=None) -> int:
                         help="where to write the results (default %(default)s)")
     parser.add_argument("--memory-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    backend.retain_freed_memory()  # as every minirn command does (minirn.backend.memory); PyTorch shares the process
     if args.memory_worker:
         framework, workload, batch, device = args.memory_worker
         print(memory_worker(framework, workload, int(batch), device))

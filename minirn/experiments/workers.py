@@ -15,6 +15,8 @@ import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+from minirn import backend
+
 #: Set in the workers (before they import NumPy): one BLAS/OpenMP thread per worker process.
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -89,7 +91,9 @@ def map_two_stages(first, first_jobs: dict, second, second_jobs: list, workers: 
 @contextlib.contextmanager
 def _pool(workers):
     """``workers`` spawned processes with one BLAS thread each (set before they import NumPy)."""
-    with _environment(ONE_THREAD), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with _environment(ONE_THREAD), ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=backend.retain_freed_memory
+    ) as pool:
         yield pool
 
 

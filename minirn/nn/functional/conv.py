@@ -5,7 +5,8 @@ A convolution is a matrix product in disguise ("im2col"): gather every
 (kh*kw*C, C_out) weight matrix, and reshape.  Its gradients are the two
 matrix products of :class:`~minirn.nn.functional.arithmetic.MatMul`, followed
 for the input by "col2im" (:func:`minirn.backend.fold_windows`), which adds
-each patch's gradient back where the patch came from.
+each patch's gradient back where the patch came from -- or, for stride 1, one
+more correlation, of the output gradient with the flipped kernel.
 
 Layout.  The public shapes are PyTorch's (N, C, H, W), but windows are cut
 from a channels-last *view* (N, H, W, C) (``permute_dims`` moves no data), so
@@ -33,7 +34,11 @@ def _pad_hw(x, padding, value=0.0):
         return x
     xp = backend.array_namespace(x)
     n, h, w, c = x.shape
-    out = xp.full((n, h + 2 * ph, w + 2 * pw, c), value, dtype=x.dtype, device=x.device)
+    out = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype, device=x.device)
+    out[:, :ph, :, :] = value  # only the border is filled: one pass over memory, not two
+    out[:, ph + h :, :, :] = value
+    out[:, ph : ph + h, :pw, :] = value
+    out[:, ph : ph + h, pw + w :, :] = value
     out[:, ph : ph + h, pw : pw + w, :] = x
     return out
 
@@ -70,7 +75,10 @@ class Conv2d(Function):
 
     * :math:`\\partial L/\\partial W_{mat} = G^\\top X_{col}`
     * :math:`\\partial L/\\partial b = \\sum_{rows} G`
-    * :math:`\\partial L/\\partial X_{col} = G W_{mat}`, folded back onto x (col2im).
+    * :math:`\\partial L/\\partial X_{col} = G W_{mat}`, folded back onto x (col2im).  For stride 1
+      the same gradient is a correlation of G with the flipped, transposed kernel, which the forward
+      pass's code computes without col2im and faster (:meth:`_input_gradient_by_correlation`); other
+      strides fold (:meth:`_input_gradient_by_folding`).  A test checks that the two agree.
 
     On NumPy the rows of :math:`X_{col}` are built and multiplied a block of
     images at a time (:func:`minirn.backend.batch_blocks`), so that each block
@@ -95,58 +103,114 @@ class Conv2d(Function):
             raise ValueError(
                 f"conv2d: input has {c} channels but the weight of shape {tuple(weight.shape)} expects {c_w}"
             )
-        h_out = _output_size("conv2d", h, kh, self.stride[0], self.padding[0])
-        w_out = _output_size("conv2d", w, kw, self.stride[1], self.padding[1])
+        for size, k, s, p in zip((h, w), (kh, kw), self.stride, self.padding):
+            _output_size("conv2d", size, k, s, p)  # a clear error if the kernel does not fit
         self.x_shape, self.weight = tuple(x.shape), weight
         self.padded = _pad_hw(_channels_last(x), self.padding)  # (N, H+2p, W+2p, C)
-        self.w_mat = xp.reshape(xp.permute_dims(weight, (0, 2, 3, 1)), (o, kh * kw * c))  # W_mat
-        out = xp.empty((n, h_out, w_out, o), dtype=x.dtype, device=x.device)
-        for block in self._blocks():  # cache-sized blocks of images on the CPU, one block elsewhere
-            y = xp.matmul(self._cols(block), xp.matrix_transpose(self.w_mat))  # Y = X_col W_mat^T
-            out[block, ...] = xp.reshape(y, (-1, h_out, w_out, o))
+        w_mat = xp.reshape(xp.permute_dims(weight, (0, 2, 3, 1)), (o, kh * kw * c))  # W_mat: (O, kh*kw*C)
+        out = _correlate(self.padded, w_mat, (kh, kw), self.stride)  # Y = X_col W_mat^T, (N, H', W', O)
         if bias is not None:
             out = out + bias
         return _channels_first(out)
 
-    def _blocks(self):
-        n, h_pad, w_pad, c = self.padded.shape
-        o, _, kh, kw = self.weight.shape
-        h_out = (h_pad - kh) // self.stride[0] + 1
-        w_out = (w_pad - kw) // self.stride[1] + 1
-        return backend.batch_blocks(self.padded, h_out * w_out * kh * kw * c * 4)  # float32 rows of X_col
-
-    def _cols(self, block):
-        """X_col of the images in ``block``: (images * H' * W', kh * kw * C), one row per patch."""
-        xp = backend.array_namespace(self.padded)
-        _, c, kh, kw = self.weight.shape
-        windows = backend.sliding_windows(self.padded[block, ...], (kh, kw), self.stride)  # (n, H', W', kh, kw, C)
-        return xp.reshape(windows, (-1, kh * kw * c))
-
     def backward(self, g):
         xp = backend.array_namespace(g)
-        n, o, h_out, w_out = g.shape
-        _, c, kh, kw = self.weight.shape
+        o, c, kh, kw = self.weight.shape
         wants = tuple(self.needs_input_grad) + (False,) * (3 - len(self.needs_input_grad))
-        g_last = _channels_last(g)  # (N, H', W', O)
-        g_padded = xp.zeros(self.padded.shape, dtype=g.dtype, device=g.device) if wants[0] else None
-        g_w_mat = xp.zeros(self.w_mat.shape, dtype=g.dtype, device=g.device) if wants[1] else None
-        # W_mat's column blocks, one (O, C) matrix per kernel offset (a, b): (kh*kw, O, C)
-        w_offsets = xp.permute_dims(xp.reshape(self.w_mat, (o, kh * kw, c)), (1, 0, 2))
-        for block in self._blocks():  # the forward pass's blocks; X_col is rebuilt, not stored
-            g_mat = xp.reshape(g_last[block, ...], (-1, o))  # G
-            if wants[0]:
-                # dL/dX_col = G W_mat, computed offset by offset, G W_ab: (kh*kw, rows, C), so that
-                # col2im adds one contiguous (images, H', W', C) slab per offset
-                g_cols = xp.matmul(g_mat[None, ...], w_offsets)
-                g_windows = xp.permute_dims(xp.reshape(g_cols, (kh, kw, -1, h_out, w_out, c)), (2, 3, 4, 0, 1, 5))
-                shape = (g_windows.shape[0], *self.padded.shape[1:])
-                g_padded[block, ...] = backend.fold_windows(g_windows, shape, self.stride)  # col2im
-            if wants[1]:
-                g_w_mat = g_w_mat + xp.matmul(xp.matrix_transpose(g_mat), self._cols(block))  # G^T X_col
-        gx = _channels_first(_crop(g_padded, self.x_shape, self.padding)) if wants[0] else None
-        gw = xp.permute_dims(xp.reshape(g_w_mat, (o, kh, kw, c)), (0, 3, 1, 2)) if wants[1] else None
-        gb = xp.sum(g_last, axis=(0, 1, 2)) if wants[2] else None  # dL/db = column sums of G
+        g_last = _channels_last(g)  # G: (N, H', W', O)
+        gx = gw = gb = None
+        if wants[0]:
+            if _transposes_as_correlation(self.stride, self.padding, (kh, kw)):
+                gx = _channels_first(self._input_gradient_by_correlation(g_last))
+            else:
+                gx = _channels_first(_crop(self._input_gradient_by_folding(g_last), self.x_shape, self.padding))
+        if wants[1]:
+            g_w_mat = xp.zeros((o, kh * kw * c), dtype=g.dtype, device=g.device)
+            for block in _blocks(self.padded, (kh, kw), self.stride):  # X_col is rebuilt block by block, not stored
+                g_mat = xp.reshape(g_last[block, ...], (-1, o))  # G's rows of these images
+                x_col = _cols(self.padded[block, ...], (kh, kw), self.stride)  # and their X_col rows
+                g_w_mat = g_w_mat + xp.matmul(xp.matrix_transpose(g_mat), x_col)  # G^T X_col
+            gw = xp.permute_dims(xp.reshape(g_w_mat, (o, kh, kw, c)), (0, 3, 1, 2))
+        if wants[2]:
+            gb = xp.sum(g_last, axis=(0, 1, 2))  # dL/db = column sums of G
         return gx, gw, gb
+
+    def _input_gradient_by_correlation(self, g_last):
+        r"""dL/dx for stride 1: the *full* correlation of G with the flipped, transposed kernel.
+
+        From :math:`y_{i,j} = \sum_{a,b} W_{a,b}\, x^{pad}_{i+a,\,j+b}` (channels as matrix products),
+        each input pixel (u, v) of the padded grid receives :math:`\sum_{a,b} G_{u-a,\,v-b}\, W_{a,b}`.
+        Substituting :math:`a' = k_h-1-a`, :math:`b' = k_w-1-b` and padding G by :math:`k-1` turns this into
+        a plain correlation, :math:`\partial L/\partial x^{pad}_{u,v} = \sum_{a',b'} G^{pad}_{u+a',\,v+b'}\,
+        W^\top_{k_h-1-a',\,k_w-1-b'}`.  Padding G by only :math:`k-1-p` instead computes just the pixels
+        of the unpadded x, so no crop is needed.  It is the forward pass's code (:func:`_correlate`) on
+        G, with no col2im: one matrix product per block instead of kh*kw thin ones and kh*kw strided additions.
+        """
+        xp = backend.array_namespace(g_last)
+        o, c, kh, kw = self.weight.shape
+        ph, pw = self.padding
+        g_padded = _pad_hw(g_last, (kh - 1 - ph, kw - 1 - pw))  # (N, H'+2(k-1-p), W'+..., O)
+        flipped = xp.flip(self.weight, axis=(2, 3))  # W[o, c, kh-1-a, kw-1-b]
+        w_t_mat = xp.reshape(xp.permute_dims(flipped, (1, 2, 3, 0)), (c, kh * kw * o))  # (C, kh*kw*O)
+        return _correlate(g_padded, w_t_mat, (kh, kw), (1, 1))  # (N, H, W, C)
+
+    def _input_gradient_by_folding(self, g_last):
+        """dL/dx for any stride, as the padded (N, H+2p, W+2p, C) gradient: dL/dX_col = G W_mat, folded
+        back onto the input (col2im).  Computed offset by offset, G W_ab: (kh*kw, rows, C), so that col2im
+        adds one contiguous (images, H', W', C) slab per kernel offset."""
+        xp = backend.array_namespace(g_last)
+        n, h_out, w_out, o = g_last.shape
+        _, c, kh, kw = self.weight.shape
+        w_offsets = xp.reshape(xp.permute_dims(self.weight, (2, 3, 0, 1)), (kh * kw, o, c))  # W_ab: (O, C) each
+        g_padded = xp.zeros(self.padded.shape, dtype=g_last.dtype, device=g_last.device)
+        for block in _blocks(self.padded, (kh, kw), self.stride):
+            g_mat = xp.reshape(g_last[block, ...], (-1, o))  # G's rows of these images
+            g_cols = xp.matmul(g_mat[None, ...], w_offsets)
+            g_windows = xp.permute_dims(xp.reshape(g_cols, (kh, kw, -1, h_out, w_out, c)), (2, 3, 4, 0, 1, 5))
+            shape = (g_windows.shape[0], *self.padded.shape[1:])
+            g_padded[block, ...] = backend.fold_windows(g_windows, shape, self.stride)  # col2im
+        return g_padded
+
+
+def _transposes_as_correlation(stride, padding, kernel):
+    """Whether dL/dx can be computed as a correlation of G (:meth:`Conv2d._input_gradient_by_correlation`):
+    stride 1 and padding at most k - 1 (a larger padding would need G cropped, not padded)."""
+    return stride == (1, 1) and all(p <= k - 1 for p, k in zip(padding, kernel))
+
+
+def _blocks(padded, kernel, stride):
+    """The blocks of images whose X_col rows are built and multiplied together (cache-sized on the CPU)."""
+    n, h_pad, w_pad, c = padded.shape
+    h_out = (h_pad - kernel[0]) // stride[0] + 1
+    w_out = (w_pad - kernel[1]) // stride[1] + 1
+    return backend.batch_blocks(padded, h_out * w_out * kernel[0] * kernel[1] * c * 4)  # float32 rows of X_col
+
+
+def _cols(padded, kernel, stride):
+    """X_col of the channels-last images ``padded``: (images * H' * W', kh * kw * C), one row per patch."""
+    xp = backend.array_namespace(padded)
+    windows = backend.sliding_windows(padded, kernel, stride)  # (n, H', W', kh, kw, C)
+    return xp.reshape(windows, (-1, kernel[0] * kernel[1] * padded.shape[-1]))
+
+
+def _correlate(padded, w_mat, kernel, stride):
+    """The correlation at the heart of a convolution, on channels-last images, with im2col.
+
+    padded: (N, H, W, C) (already padded), w_mat: (O, kh*kw*C) -> y: (N, H', W', O) with
+    :math:`Y = X_{col} W_{mat}^\top`, one row of :math:`X_{col}` per output pixel.  On NumPy the rows
+    are built and multiplied a block of images at a time (:func:`minirn.backend.batch_blocks`), so that
+    each block's :math:`X_{col}` stays in the CPU cache; elsewhere the whole batch is one block.
+    """
+    xp = backend.array_namespace(padded, w_mat)
+    n, h_pad, w_pad, _ = padded.shape
+    h_out = (h_pad - kernel[0]) // stride[0] + 1
+    w_out = (w_pad - kernel[1]) // stride[1] + 1
+    o = w_mat.shape[0]
+    out = xp.empty((n, h_out, w_out, o), dtype=padded.dtype, device=padded.device)
+    for block in _blocks(padded, kernel, stride):
+        y = xp.matmul(_cols(padded[block, ...], kernel, stride), xp.matrix_transpose(w_mat))  # Y = X_col W_mat^T
+        out[block, ...] = xp.reshape(y, (-1, h_out, w_out, o))
+    return out
 
 
 class Linear(Function):

@@ -76,18 +76,45 @@ class _BatchStatisticsNorm(Function):
         self.n = _values_per_channel(x, self.axes)
         self.weight = weight
 
-    def _sum_grad_and_grad_times_x_hat(self, g):
-        r"""The two per-channel sums every gradient needs, :math:`\sum_i g_i` and
-        :math:`\sum_i g_i\hat x_i`, kept as (1, C, 1, 1) / (1, C)."""
-        return _sum_per_channel(g), _sum_per_channel(g, self.x_hat)
+    def _affine_forward(self, x, mean, inv_scale, weight, bias, x_minus_mean=None):
+        r""":math:`y = \gamma\hat x + \beta` with :math:`\hat x = (x-\mu)\,s` (s: 1/σ or 1/d), saving what backward needs.
+
+        With both statistics fixed (eval mode with running estimates) y is an affine function of x,
+        :math:`y = x\,(\gamma s) + (\beta - \mu\gamma s)`: two passes over x instead of four, and
+        :math:`\hat x` is not stored (backward recomputes it if :math:`\partial L/\partial\gamma` is wanted).
+        ``x_minus_mean``: :math:`x-\mu` if the caller has it already.
+        """
+        self.x, self.mean_used, self.inv_scale = x, mean, inv_scale
+        weight, bias = _reshape_to_broadcast(weight, x), _reshape_to_broadcast(bias, x)
+        if self.statistics_fixed:
+            scale = weight * inv_scale                                              # gamma s
+            self.x_hat = None
+            y = x * scale                                                           # y = x gamma s
+            y += bias - mean * scale                                                #   + beta - mu gamma s
+            return y
+        self.x_hat = (x - mean if x_minus_mean is None else x_minus_mean) * inv_scale  # x_hat = (x - mu) s
+        y = self.x_hat * weight                                                     # y = gamma x_hat + beta
+        y += bias  # (in place: y is ours; large temporaries cost time on the CPU)
+        return y
+
+    def _sums_for_backward(self, g, batch_scale):
+        r"""The per-channel sums the wanted gradients need, :math:`\sum_i g_i` and :math:`\sum_i g_i\hat x_i`
+        (as (1, C, 1, 1) / (1, C), or None where no wanted gradient uses them).  ``batch_scale``: whether
+        the scale is the batch's (then dL/dx needs :math:`\sum g\hat x`)."""
+        wants = tuple(self.needs_input_grad) + (False,) * 3
+        sum_g = _sum_per_channel(g) if wants[2] or (wants[0] and self.mean is None) else None
+        sum_g_x_hat = None
+        if wants[1] or (wants[0] and batch_scale):
+            x_hat = self.x_hat if self.x_hat is not None else (self.x - self.mean_used) * self.inv_scale
+            sum_g_x_hat = _sum_per_channel(g, x_hat)
+        return sum_g, sum_g_x_hat
 
     def _affine_parameter_gradients(self, sum_g, sum_g_x_hat):
         r""":math:`\partial L/\partial\gamma = \sum_i g_i\hat x_i` and :math:`\partial L/\partial\beta = \sum_i g_i`
         as (C,) arrays (None where not wanted)."""
-        xp = backend.array_namespace(sum_g)
-        wants = self.needs_input_grad
-        g_weight = xp.reshape(sum_g_x_hat, (-1,)) if wants[1] else None
-        g_bias = xp.reshape(sum_g, (-1,)) if wants[2] else None
+        wants = tuple(self.needs_input_grad) + (False,) * 3
+        g_weight = backend.array_namespace(sum_g_x_hat).reshape(sum_g_x_hat, (-1,)) if wants[1] else None
+        g_bias = backend.array_namespace(sum_g).reshape(sum_g, (-1,)) if wants[2] else None
         return g_weight, g_bias
 
 
@@ -122,19 +149,18 @@ class BatchNorm(_BatchStatisticsNorm):
             )
         self.batch_mean = _sum_per_channel(x) / self.n                              # mu_B
         mean = self.batch_mean if self.mean is None else _reshape_to_broadcast(self.mean, x)  # mu
-        x_minus_mean = x - mean                                                     # x - mu
         if self.var is None:
-            x_minus_batch_mean = x_minus_mean if self.mean is None else x - self.batch_mean  # x - mu_B
+            x_minus_batch_mean = x - self.batch_mean                                # x - mu_B
             self.batch_var = _sum_per_channel(x_minus_batch_mean, x_minus_batch_mean) / self.n  # sigma_B^2
             var = self.batch_var
         else:
             self.batch_var, var = None, _reshape_to_broadcast(self.var, x)
         self.inv_std = 1.0 / xp.sqrt(var + self.eps)                               # s
-        self.x_hat = x_minus_mean * self.inv_std                                    # x_hat = (x - mu) s
+        self.statistics_fixed = self.mean is not None and self.var is not None
+        x_minus_mean = x_minus_batch_mean if self.mean is None and self.var is None else None  # x - mu, if computed
+        y = self._affine_forward(x, mean, self.inv_std, weight, bias, x_minus_mean)  # x_hat = (x - mu) s, y = gamma x_hat + beta
         if self.var is None:  # (x - mu_B) s, what the gradient through sigma_B^2 needs (= x_hat if mu = mu_B)
             self.x_hat_batch = self.x_hat if self.mean is None else x_minus_batch_mean * self.inv_std
-        y = self.x_hat * _reshape_to_broadcast(weight, x)                           # y = gamma x_hat + beta
-        y += _reshape_to_broadcast(bias, x)  # (in place: y is ours; large temporaries cost time on the CPU)
         return y
 
     def backward(self, g):
@@ -153,7 +179,7 @@ class BatchNorm(_BatchStatisticsNorm):
         A fixed statistic is a constant, so its term is absent.  With both batch statistics
         this is the familiar :math:`s(\hat g_i - \overline{\hat g} - \hat x_i\overline{\hat g\hat x})`.
         """
-        sum_g, sum_g_x_hat = self._sum_grad_and_grad_times_x_hat(g)  # sum g, sum g x_hat
+        sum_g, sum_g_x_hat = self._sums_for_backward(g, batch_scale=self.var is None)  # sum g, sum g x_hat
         g_x = None
         if self.needs_input_grad[0]:
             scale = _reshape_to_broadcast(self.weight, g) * self.inv_std  # gamma s
@@ -197,17 +223,14 @@ class RobustNorm(_BatchStatisticsNorm):
         mean = self.batch_mean if self.mean is None else _reshape_to_broadcast(self.mean, x)  # mu
         if self.value_range is None:
             self.x_max, self.x_min = (_reshape_to_broadcast(e, x) for e in backend.channel_extrema(x))  # max x, min x
-            self.x = x
             self.batch_range = self.x_max - self.x_min                              # r_B = max - min
             r = self.batch_range
         else:
             self.batch_range, r = None, _reshape_to_broadcast(self.value_range, x)
         self.r = r                                                                  # r
         self.denominator = r**self.p + self.eps                                     # d = r^p + eps
-        self.x_hat = (x - mean) * (1.0 / self.denominator)                          # x_hat = (x - mu) / d
-        y = self.x_hat * _reshape_to_broadcast(weight, x)                           # y = gamma x_hat + beta
-        y += _reshape_to_broadcast(bias, x)  # (in place: y is ours; large temporaries cost time on the CPU)
-        return y
+        self.statistics_fixed = self.mean is not None and self.value_range is not None
+        return self._affine_forward(x, mean, 1.0 / self.denominator, weight, bias)  # x_hat = (x - mu) / d, y = gamma x_hat + beta
 
     def backward(self, g):
         r"""With :math:`g_i = \partial L/\partial y_i` and :math:`\hat g_i = \gamma g_i = \partial L/\partial\hat x_i`,
@@ -226,7 +249,7 @@ class RobustNorm(_BatchStatisticsNorm):
         numerics of ties and of :math:`r = 0` are explained beside the lines they concern.
         """
         xp = backend.array_namespace(g)
-        sum_g, sum_g_x_hat = self._sum_grad_and_grad_times_x_hat(g)  # sum g, sum g x_hat
+        sum_g, sum_g_x_hat = self._sums_for_backward(g, batch_scale=self.value_range is None)  # sum g, sum g x_hat
         g_x = None
         if self.needs_input_grad[0]:
             weight = _reshape_to_broadcast(self.weight, g)

@@ -101,6 +101,9 @@ CASES = [
     _conv_case("conv2d_nonsquare_kernel", (2, 2, 5, 4), (2, 2, 2, 3), stride=(2, 1), padding=(1, 0)),
     _conv_case("conv2d_1x1", (2, 3, 3, 3), (4, 3, 1, 1), bias=True),
     _conv_case("conv2d_stride_exceeds_kernel", (1, 1, 7, 7), (2, 1, 2, 2), stride=3),
+    _conv_case("conv2d_1x1_pad1", (1, 2, 3, 2), (2, 2, 1, 1), padding=1),  # stride 1, padding > k - 1: col2im
+    _conv_case("conv2d_k3_pad2", (1, 2, 3, 3), (2, 2, 3, 3), padding=(2, 1)),  # stride 1, the largest padding
+
     Case("linear", F.linear, linear_ref, normal((3, 4), (2, 4))),
     Case("linear_bias", F.linear, linear_ref, normal((3, 4), (2, 4), (2,))),
     _pool_case("max_pool2d_nonoverlapping", "max", (2, 2, 4, 4), 2),
@@ -129,6 +132,24 @@ def test_conv2d_in_blocks_of_one_image_matches_the_reference(case, monkeypatch):
     monkeypatch.setattr(backend.windows, "CPU_BLOCK_BYTES", 1)
     assert len(backend.batch_blocks(np.zeros((2, 1)), bytes_per_item=8)) == 2
     check_case(case, "cpu")
+
+
+@pytest.mark.parametrize("kernel, padding", [((3, 3), (1, 1)), ((3, 3), (0, 0)), ((2, 3), (1, 2)), ((1, 1), (0, 0))])
+def test_input_gradient_by_correlation_equals_col2im(kernel, padding, device, rng):
+    """For stride 1 the input gradient is computed as a correlation of G with the flipped kernel
+    (no col2im); the col2im path, which every stride can take, must give the same array."""
+    from minirn.nn.functional.conv import Conv2d, _channels_last, _crop, _transposes_as_correlation
+
+    assert _transposes_as_correlation((1, 1), padding, kernel)
+    x = make_tensor(rng.standard_normal((3, 2, 5, 6)), device)
+    w = make_tensor(rng.standard_normal((4, 2, *kernel)), device)
+    conv = Conv2d(stride=1, padding=padding)
+    y = conv.forward(x.data, w.data)
+    g = _channels_last(make_tensor(rng.standard_normal(tuple(y.shape)), device).data)
+    by_correlation = to_numpy(conv._input_gradient_by_correlation(g))
+    by_folding = to_numpy(_crop(conv._input_gradient_by_folding(g), conv.x_shape, conv.padding))
+    assert by_correlation.shape == by_folding.shape == (3, 5, 6, 2)
+    np.testing.assert_allclose(by_correlation, by_folding, rtol=1e-12, atol=1e-12)
 
 
 def test_conv2d_on_noncontiguous_input(device, rng):
