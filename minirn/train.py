@@ -244,6 +244,9 @@ def _train_one_epoch(model, loader, optimizer, adversarial, seed, epoch, epochs,
     start = time.perf_counter()
     model.train()
     loader.set_epoch(epoch)
+    # The epoch's loss sum and correct count stay on the device (float64 and int64, the sums a host loop of
+    # float(loss) * len(y) would form, bit for bit): a step waits for the device only to show its loss in the
+    # progress bar, so without one a GPU runs the epoch without a synchronisation.
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(loader, desc=f"{description} {epoch + 1}/{epochs}", leave=False, disable=not progress)
     for i, (x, y) in enumerate(bar):
@@ -255,14 +258,14 @@ def _train_one_epoch(model, loader, optimizer, adversarial, seed, epoch, epochs,
         loss.backward()
         optimizer.step()
         xp = backend.array_namespace(logits.data)
-        batch_loss = loss.item()  # the one device synchronisation per step: the logged loss
-        total_loss += batch_loss * len(y)
+        total_loss = total_loss + xp.astype(loss.data, xp.float64) * y.shape[0]
         correct += xp.sum(xp.astype(xp.argmax(logits.data, axis=1) == y, xp.int64))
-        seen += len(y)
-        bar.set_postfix(loss=f"{batch_loss:.3f}")
+        seen += y.shape[0]  # not len(y): array-api-strict arrays have no len()
+        if progress:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     return {
         "epoch": epoch + 1,
-        "train_loss": total_loss / seen,
+        "train_loss": float(total_loss) / seen,
         "train_acc": int(correct) / seen,
         "lr": float(optimizer.param_groups[0]["lr"]),
         "seconds": time.perf_counter() - start,

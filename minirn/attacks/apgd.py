@@ -61,7 +61,7 @@ def apgd(model, x, y, eps, steps=100, *, norm="linf", loss="ce", targeted=False,
     eps: budget in ``norm`` ("linf" or "l2"); steps ≥ 1 gradient steps per run; ``restarts`` runs
     from random starts, combined per example (first success, else highest loss).  ``rho``: the
     share of improving steps below which the step is halved.  seed: int, Generator or None.
-    loss_history: optional list; each step appends the batch mean of J (a device synchronisation).
+    loss_history: optional list; each step appends the batch mean of J (one device synchronisation per run).
     As with :func:`~minirn.attacks.pgd.pgd`, the batch is attacked jointly through whatever
     statistics the model uses.  Returns x' with the kind, shape and dtype of x.
     """
@@ -140,10 +140,12 @@ def apgd_run(model, x, start, labels, targeted, objective_fn, eps, steps, norm, 
     def per(v):
         return geometry.per_example(v, ndim)
 
+    mean_losses = []   # the batch means of J for loss_history, kept on the device until the run ends
+
     def gradient_at(point):
         grad, j, logits = objective.value_and_gradient(model, point, objective_fn)
         if loss_history is not None:
-            loss_history.append(float(xp.mean(j)))
+            mean_losses.append(xp.mean(j))
         return grad, j, objective.succeeded(logits, labels, targeted)
 
     step = xp.full((n,), INITIAL_STEP_FACTOR * eps, dtype=x.dtype, device=x.device)
@@ -185,4 +187,6 @@ def apgd_run(model, x, start, labels, targeted, objective_fn, eps, steps, norm, 
             rises = xp.zeros_like(rises)
             period_start = k
     x_out = xp.where(per(found), x_found, x_best)
+    if loss_history is not None:
+        loss_history.extend(objective.to_list(xp.stack(mean_losses)))
     return x_out, j_best, found

@@ -61,12 +61,13 @@ def prepare(name, x, y, clip, eps=None, alpha=None, steps=None, norm="linf"):
             raise ValueError(f"x must be a floating-point array or Tensor, got {type(x).__name__}")
         if x.ndim < 2 or x.shape[0] == 0:
             raise ValueError(f"x must have shape (N, ...) with N >= 1, got {tuple(x.shape)}")
+        # One device-to-host copy for the three numbers (an attack inside a training step runs this every step);
+        # float64 holds the count exactly and x's extremes without rounding.
         xp = backend.array_namespace(x)
-        finite = xp.isfinite(x)
-        if not bool(xp.all(finite)):
-            bad = int(xp.sum(xp.astype(~finite, xp.int64)))
-            raise ValueError(f"x holds {bad} non-finite value(s) (NaN or inf); attacks need finite images")
-        x_min, x_max = float(xp.min(x)), float(xp.max(x))
+        summary = [xp.sum(xp.astype(~xp.isfinite(x), xp.int64)), xp.min(x), xp.max(x)]
+        bad, x_min, x_max = backend.to_host(xp.stack([xp.astype(v, xp.float64) for v in summary])).tolist()
+        if bad:
+            raise ValueError(f"x holds {int(bad)} non-finite value(s) (NaN or inf); attacks need finite images")
         if x_min < low or x_max > high:
             raise ValueError(f"x must lie in the clip range [{low}, {high}], but its values span [{x_min}, {x_max}]")
         labels = labels_for(y, x)

@@ -71,8 +71,8 @@ def pgd(model, x, y, eps, alpha, steps, *, norm="linf", random_start=True, resta
     adversarial training attacks with :func:`adversarial_training_step_size` (ε/4).
     seed: int, ``numpy.random.Generator`` or None (the global generator) for the random start.
     loss_history: optional list; each step appends the batch mean of J at the current iterate, the
-    restarts one after another (``steps`` entries per run; for the gradient-masking checks; each entry
-    costs a device synchronisation).
+    restarts one after another (``steps`` entries per run; for the gradient-masking checks; one device
+    synchronisation per run).
     Returns x' with the kind, shape and dtype of x.
     """
     return _projected_gradient_ascent("pgd", model, x, y, eps, alpha, steps, norm, random_start, restarts, targeted,
@@ -108,12 +108,15 @@ def _projected_gradient_ascent(name, model, x, y, eps, alpha, steps, norm, rando
     with objective.model_untouched(model):
         for _ in range(restarts):
             x_adv = geometry.random_start(x, eps, norm, generator, low, high) if random_start else x
+            mean_losses = []   # the batch means of J, kept on the device until the run ends
             for _ in range(steps):
                 grad, j, _ = objective.input_gradient(model, x_adv, labels, targeted, loss)
                 if loss_history is not None:
-                    loss_history.append(float(backend.array_namespace(j).mean(j)))
+                    mean_losses.append(backend.array_namespace(j).mean(j))
                 x_adv = x_adv + alpha * geometry.steepest_ascent(grad, norm)
                 x_adv = geometry.project(x_adv, x, eps, low, high, norm, projection)
+            if loss_history is not None:
+                loss_history.extend(objective.to_list(backend.array_namespace(x).stack(mean_losses)))
             if restarts == 1:
                 best = (x_adv, None, None)
                 break
