@@ -257,6 +257,9 @@ if not bench:
 rows.append(("reproduce --quick", outcome("reproduce")))
 rows.append(("whole check", f"{total} s"))
 failed = [name for name, (status, *_) in steps.items() if status not in ("ok", "skipped")]
+passed = re.search(r"(\d+) passed", counts)
+if "tests" not in failed and not (passed and int(passed.group(1)) > 0):  # all skipped: the device is not there
+    failed.append("tests (none passed)")
 if "install" in steps and steps["install"][0] == "skipped" and mode.startswith("gpu"):
     failed.append("install")
 
