@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 import minirn
-from minirn import backend
+from minirn import backend, serialization
 from minirn.attacks import evaluate, madry_step_size, pgd, robust_accuracy, sanity_checks
 from minirn.attacks.evaluate import uses_batch_statistics
 from minirn.attacks.sanity import ALIVE_ABOVE_CHANCE, is_alive
@@ -49,6 +49,9 @@ from minirn.experiments.workers import map_two_stages
 from minirn.nn import EVAL_STATISTICS, eval_statistics, norm_layers, set_norm_eval_stats
 from minirn.runs import claim_output_folder, model_meta
 from minirn.train import predict, train_model
+
+#: where ``run`` writes each trained model alone, ``<out>/models/<norm>-seed<seed>.npz`` (a model checkpoint)
+MODELS_FOLDER = "models"
 
 #: ``(mean, scale)`` of the paper's eval-statistics variants, in the order of :data:`minirn.nn.EVAL_STATISTICS`.
 EVAL_VARIANTS = tuple(variant.setting for variant in EVAL_STATISTICS)
@@ -167,6 +170,7 @@ def _train_job(config, norm, seed, recipe_and_source):
     recipe, source = recipe_and_source
     checkpoint = os.path.join(config.out, "checkpoints", f"{norm}-seed{seed}.npz")
     os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
+    meta = model_meta(data, recipe, model=config.model, norm=norm, p=config.p, seed=seed, validation=config.validation)
     curve = _robustness_curve(config, (x_val, y_val)) if seed == 0 else None  # robustness at matched accuracy
     start = time.perf_counter()
     model, history = train_model(
@@ -174,8 +178,7 @@ def _train_job(config, norm, seed, recipe_and_source):
         val_data=(x_val, y_val),
         augment="cifar" if data.name == "cifar10" else None, on_epoch_end=curve, checkpoint=checkpoint,
         resume=config.resume, progress=config.progress and config.workers == 1, description=f"{norm} seed {seed}",
-        checkpoint_meta=model_meta(data, recipe, model=config.model, norm=norm, p=config.p, seed=seed,
-                                   validation=config.validation),
+        checkpoint_meta=meta,
     )
     model.eval()
     predictions = predict(model, data.x_test)  # every test image, in the batches of minirn.train.accuracy
@@ -185,6 +188,10 @@ def _train_job(config, norm, seed, recipe_and_source):
               "learned": _learned(predictions[: config.eval_examples], data.y_test[: config.eval_examples],
                                   data.num_classes)}
     state = {name: backend.to_host(value) for name, value in model.state_dict().items()}
+    # the trained model alone (no optimizer state): what docs/default-run/models ships and default_models() reads
+    model_file = os.path.join(config.out, MODELS_FOLDER, f"{norm}-seed{seed}.npz")
+    os.makedirs(os.path.dirname(model_file), exist_ok=True)
+    serialization.save({"model": state, "meta": meta}, model_file)
     return state, record
 
 
