@@ -77,8 +77,8 @@ def run(config: ReproduceConfig, log=print) -> dict:
 
     Models train, and are then attacked (each as soon as it is trained), in ``config.workers``
     processes (:mod:`.workers`); every
-    job is seeded on its own, so the numbers do not depend on how many workers share the jobs (only,
-    in the last float bits, on whether there are workers at all: see :mod:`.workers`).
+    job is seeded on its own and runs with one BLAS thread, so the numbers do not depend on how many
+    workers share the jobs (see :mod:`.workers`).
     """
     config.validate()
     started = time.perf_counter()
