@@ -98,6 +98,20 @@ def _positive_floats(text):
     return values
 
 
+def _input_normalization(text):
+    """``--input-normalization``: "authors", "none" (None) or "MEANS/STDS", e.g. "0.1307/0.3081"."""
+    if text in ("authors", "none"):
+        return None if text == "none" else text
+    if text.count("/") != 1:
+        raise argparse.ArgumentTypeError(f"expected authors, none or MEANS/STDS (e.g. 0.1307/0.3081), got {text!r}")
+    means, stds = text.split("/")
+    try:
+        mean = [float(v) for v in means.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers before the '/', got {means!r}") from None
+    return {"mean": mean, "std": list(_positive_floats(stds))}
+
+
 def _names(text):
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -251,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="--from authors: their --norm_power for RobustNorm (default 0.2, theirs)")
     convert.add_argument("--dataset", default=None,
                          help="--from authors: recorded in the description (default mnist for 1 channel, cifar10 for 3)")
+    convert.add_argument("--input-normalization", type=_input_normalization, default="authors",
+                         help="--from authors: the (x - mean)/std their model was trained on, which becomes the "
+                              "converted model's first layer so that it takes pixels in [0, 1]: authors (default: "
+                              "their script's for --dataset, MNIST 0.1307/0.3081), MEANS/STDS (comma-separated, one "
+                              "per channel) or none")
     convert.add_argument("--out", required=True, help="the .safetensors file to write")
 
     commands.add_parser("bench", help="time minirn against PyTorch (options: minirn bench --help)", add_help=False)
@@ -402,6 +421,7 @@ def _convert(args):
         raise ValueError("--out must differ from CHECKPOINT")
     if args.source == "minirn":
         given = [flag for flag in ("model", "norm", "p", "dataset") if getattr(args, flag) is not None]
+        given += ["input-normalization"] * (args.input_normalization != "authors")
         if given:
             raise ValueError(f"--{given[0]} applies to --from authors only (a minirn model records its own)")
         _, meta = serialization.read_model(args.checkpoint)
@@ -412,14 +432,16 @@ def _convert(args):
         if missing:
             raise ValueError(f"--from authors needs --{' and --'.join(missing)} (their checkpoints do not record them)")
         model, meta = bridge.convert_authors(args.checkpoint, args.model, args.norm,
-                                             0.2 if args.p is None else args.p, args.dataset)
+                                             0.2 if args.p is None else args.p, args.dataset, args.input_normalization)
         source = f"their {args.model} with {args.norm}"
     bridge.save_weights(model, args.out, meta)
     stats = "-" if not norm_layers(model) else f"mean {meta.get('eval_mean')}, scale {meta.get('eval_scale')}"
+    normalization = meta.get("input_normalization")
     print(f"minirn convert: wrote {args.out} ({source} -> minirn {meta['model']}, norm {meta['norm']}"
           + (f" p={meta['p']:g}" if meta["norm"] == "rn" else "")
           + (f" with the {meta.get('batch_norm_formula', 'standard')} formula" if meta["norm"] == "bn" else "")
-          + f", eval statistics {stats})")
+          + f", eval statistics {stats}"
+          + (f"; inputs (x - {normalization['mean']})/{normalization['std']}" if normalization else "") + ")")
 
 
 COMMANDS = {"reproduce": _reproduce, "train": _train, "attack": _attack, "tune": _tune, "convert": _convert}

@@ -16,6 +16,11 @@ shorthand for that partial with ``norm="rn"``; the layer checks its own ``p``.
 
 :func:`build` makes a network from its name (``"small-cnn"``, ``"resnet20"``,
 ``"resnetN"``), as ``minirn train`` and ``minirn reproduce`` spell it.
+
+``input_normalization={"mean": [...], "std": [...]}`` (one number per input channel) puts an
+:class:`~minirn.nn.Normalize` first, for weights trained on standardised images (the authors'
+checkpoints, :mod:`minirn.bridge`): the network then takes pixels in [0, 1].  None (the default):
+the network takes its inputs as they are.
 """
 from __future__ import annotations
 
@@ -70,17 +75,25 @@ def _has_bias(factory) -> bool:
     return factory is no_norm
 
 
-def small_cnn(norm="bn", p=None, in_channels=1, num_classes=10) -> nn.Sequential:
+def input_layer(input_normalization) -> nn.Module:
+    """:class:`~minirn.nn.Normalize` of ``input_normalization`` (``{"mean": [...], "std": [...]}``), or the identity for None."""
+    if input_normalization is None:
+        return nn.Identity()
+    return nn.Normalize(input_normalization["mean"], input_normalization["std"])
+
+
+def small_cnn(norm="bn", p=None, in_channels=1, num_classes=10, input_normalization=None) -> nn.Sequential:
     """The MNIST workhorse of the notebooks and the benchmark.
 
     conv3x3(in→32) → norm → ReLU → conv3x3(32→64, stride 2) → norm → ReLU →
     conv3x3(64→64, stride 2) → norm → ReLU → global average pool → Linear(64→classes).
     Convolutions have a bias only when ``norm="none"``.  x: (N, in_channels, H, W) -> logits (N, num_classes).
-    norm, p: see the module docstring.
+    norm, p, input_normalization: see the module docstring (with it, the Normalize layer comes first and
+    the other layers' indices move up by one).
     """
     factory = norm_factory(norm, p)
     bias = _has_bias(factory)
-    layers = []
+    layers = [] if input_normalization is None else [input_layer(input_normalization)]
     for c_in, c_out, stride in ((in_channels, 32, 1), (32, 64, 2), (64, 64, 2)):
         layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=bias), factory(c_out), nn.ReLU()]
     return nn.Sequential(*layers, nn.GlobalAvgPool2d(), nn.Linear(64, num_classes))
@@ -117,14 +130,16 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """CIFAR ResNet of depth 6n+2: a stem, three stages of n BasicBlocks (width, 2·width, 4·width
     channels; the 2nd and 3rd start with stride 2), global average pooling and a linear classifier.
-    x: (N, in_channels, H, W) -> logits (N, num_classes).  norm, p: see the module docstring."""
+    x: (N, in_channels, H, W) -> logits (N, num_classes).  norm, p, input_normalization: see the module
+    docstring (``normalize`` is the identity without it)."""
 
-    def __init__(self, depth=20, norm="bn", p=None, in_channels=3, num_classes=10, width=16):
+    def __init__(self, depth=20, norm="bn", p=None, in_channels=3, num_classes=10, width=16, input_normalization=None):
         super().__init__()
         factory = norm_factory(norm, p)
         check_depth(depth)
         n = (depth - 2) // 6
         self.depth = depth
+        self.normalize = input_layer(input_normalization)
         self.stem = nn.Conv2d(in_channels, width, 3, padding=1, bias=_has_bias(factory))
         self.stem_norm = factory(width)
         blocks, channels = [], width
@@ -138,13 +153,13 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
 
     def forward(self, x):
-        out = F.relu(self.stem_norm(self.stem(x)))
+        out = F.relu(self.stem_norm(self.stem(self.normalize(x))))
         return self.fc(self.pool(self.blocks(out)))
 
 
-def resnet(depth=20, norm="bn", p=None, in_channels=3, num_classes=10, width=16) -> ResNet:
+def resnet(depth=20, norm="bn", p=None, in_channels=3, num_classes=10, width=16, input_normalization=None) -> ResNet:
     """The CIFAR ResNet (ResNet-20 by default, the authors' main CIFAR model)."""
-    return ResNet(depth, norm, p, in_channels, num_classes, width)
+    return ResNet(depth, norm, p, in_channels, num_classes, width, input_normalization)
 
 
 def check_depth(depth) -> int:
@@ -174,20 +189,23 @@ def resnet_depth(name: str) -> int | None:
 INITS = ("torch", "he")
 
 
-def build(name: str, norm="bn", p=None, *, in_channels: int, num_classes: int, device="cpu", init="torch") -> nn.Module:
+def build(name: str, norm="bn", p=None, *, in_channels: int, num_classes: int, device="cpu", init="torch",
+          input_normalization=None) -> nn.Module:
     """The network called ``name`` ("small-cnn" or "resnetN", see :func:`resnet_depth`) on ``device``.
 
     norm, p: see the module docstring; in_channels, num_classes: of the data.
     init: ``"torch"`` (PyTorch's default, as every layer is built) or ``"he"``
-    (:func:`he_init`, the authors' initialisation).
+    (:func:`he_init`, the authors' initialisation).  input_normalization: see the module docstring.
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
     depth = resnet_depth(name)
     if depth is None:
-        model = small_cnn(norm, p, in_channels=in_channels, num_classes=num_classes)
+        model = small_cnn(norm, p, in_channels=in_channels, num_classes=num_classes,
+                          input_normalization=input_normalization)
     else:
-        model = resnet(depth, norm, p, in_channels=in_channels, num_classes=num_classes)
+        model = resnet(depth, norm, p, in_channels=in_channels, num_classes=num_classes,
+                       input_normalization=input_normalization)
     if init == "he":
         he_init(model)
     return model.to(device)

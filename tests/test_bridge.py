@@ -1,4 +1,4 @@
-"""Tests of minirn/bridge.py that need no PyTorch: .safetensors in and out, bad files, the convert command.
+"""Tests of minirn/bridge/ that need no PyTorch: .safetensors in and out, bad files, the convert command.
 
 The PyTorch half (the authors' checkpoints, the twins) is tests/test_bridge_torch.py.
 """
@@ -74,6 +74,43 @@ def test_eval_statistics_and_formula_travel_with_the_weights(tmp_path):
     minirn.save_weights(authors, tmp_path / "authors.safetensors", META)
     loaded = minirn.load_model(tmp_path / "authors.safetensors")
     assert {m.formula for m in loaded.modules() if isinstance(m, minirn.nn.BatchNorm2d)} == {"authors"}
+
+
+NORMALIZATION = {"mean": [0.1307], "std": [0.3081]}
+
+
+@pytest.mark.parametrize("name", ["small-cnn", "resnet8"])
+def test_input_normalization_travels_with_the_weights(name, tmp_path):
+    """The Normalize layer has no weights: the description records it and load_model rebuilds it first."""
+    model = models.build(name, "bn", in_channels=1, num_classes=10, input_normalization=NORMALIZATION).eval()
+    path = tmp_path / "normalized.safetensors"
+    minirn.save_weights(model, path, {**META, "model": name})
+    assert serialization.read_model(path)[1]["input_normalization"] == NORMALIZATION
+    assert not any("normalize" in key for key in load_file(path))
+    back = minirn.load_model(path)
+    first = back.normalize if name == "resnet8" else back[0]
+    assert isinstance(first, minirn.nn.Normalize) and (first.mean, first.std) == ((0.1307,), (0.3081,))
+    x = np.random.default_rng(0).uniform(0, 1, (2, 1, 12, 12)).astype(np.float32)
+    with minirn.no_grad():
+        np.testing.assert_array_equal(back(minirn.tensor(x)).numpy(), model(minirn.tensor(x)).numpy())
+    plain = minirn.load_model(saved(tmp_path, name)[1])  # without it: no layer, as before
+    assert not any(isinstance(m, minirn.nn.Normalize) for m in plain.modules())
+
+
+@pytest.mark.parametrize("normalization, words", [
+    ({"mean": [0.1, 0.2], "std": [0.3, 0.3]}, "1 number(s) each"),
+    ({"mean": [0.1]}, "'input_normalization'"),
+    ({"mean": [0.1], "std": [0.0]}, "std positive"),
+])
+def test_a_bad_input_normalization_in_the_file_is_one_line(normalization, words, tmp_path):
+    _, path = saved(tmp_path)
+    with safe_open(path, framework="np") as f:
+        metadata = f.metadata()
+    description = {**json.loads(metadata["minirn"]), "input_normalization": normalization}
+    save_file(load_file(path), path, metadata={**metadata, "minirn": json.dumps(description)})
+    with pytest.raises(minirn.CheckpointError, match="is damaged") as error:
+        minirn.load_model(path)
+    assert words in str(error.value) and "\n" not in str(error.value)
 
 
 def test_save_refuses_a_description_of_another_network(tmp_path):

@@ -1,11 +1,9 @@
-"""minirn/bridge.py against PyTorch: the authors' checkpoints converted, and minirn <-> twin round trips.
+"""minirn/bridge/ against PyTorch: the authors' checkpoints converted, and minirn <-> twin round trips.
 
-The authors' networks are written here from their equations (PAPER.md, "Their checkpoints" and
-"Variants"; docs/pytorch_bridge.md), with their module layout and key names: a CIFAR ResNet
-``conv1, bn1, layer1-3 (conv1, bn1, conv2, bn2, downsample.0/1), avgpool, fc`` whose norm layers are
-BatchNorm2d subclasses; random weights and running statistics; saved as their scripts save them
-(``torch.save`` of a dict with ``state_dict`` under ``nn.DataParallel``'s ``module.`` keys, the
-epoch and the optimizer's state).  Skipped without torch.
+The authors' networks (:mod:`minirn.bench.authors_network`, written from their equations, with their
+module layout and key names) get random weights and running statistics and are saved as their scripts
+save them.  Their networks take standardised inputs (x - m)/s; the converted ones take pixels x.
+Skipped without torch.
 """
 import os
 
@@ -19,174 +17,67 @@ from minirn.nn import BatchNorm2d
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 torch_twins = pytest.importorskip("minirn.bench.torch_twins")
+authors_network = pytest.importorskip("minirn.bench.authors_network")
 from safetensors import safe_open  # noqa: E402  (a dependency of minirn; after the skips, beside its torch half)
 
 pytestmark = pytest.mark.torch
 
-EPS = 1e-5
-
-
-# --- the authors' layers, from their equations -----------------------------------------------------------
-class TheirBatchNorm(torch.nn.BatchNorm2d):
-    """y = γ (x - μ)/(sqrt(σ²) + ε) + β with the unbiased batch variance; eval: tracked or batch μ, σ²."""
-
-    def __init__(self, channels, tracked_mean=True, tracked_var=True):
-        super().__init__(channels)
-        self.tracked_mean, self.tracked_var = tracked_mean, tracked_var
-
-    def forward(self, x):
-        mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=True)
-        if self.training:
-            with torch.no_grad():
-                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
-                self.running_var.mul_(1 - self.momentum).add_(self.momentum * var)
-        else:
-            mean = self.running_mean if self.tracked_mean else mean
-            var = self.running_var if self.tracked_var else var
-        view = (1, -1, 1, 1)
-        return self.weight.view(view) * (x - mean.view(view)) / (var.view(view).sqrt() + self.eps) + self.bias.view(view)
-
-
-class TheirRobustNorm(torch.nn.BatchNorm2d):
-    """y = γ (x - μ)/(r^p + ε) + β, r = max - min over (N, H, W); the running range lives in running_var."""
-
-    def __init__(self, channels, tracked_mean=True, tracked_range=True, power=0.2):
-        super().__init__(channels)
-        self.tracked_mean, self.tracked_range, self.power = tracked_mean, tracked_range, power
-
-    def forward(self, x):
-        mean = x.mean(dim=(0, 2, 3))
-        value_range = x.amax(dim=(0, 2, 3)) - x.amin(dim=(0, 2, 3))
-        if self.training:
-            with torch.no_grad():
-                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
-                self.running_var.mul_(1 - self.momentum).add_(self.momentum * value_range)
-        else:
-            mean = self.running_mean if self.tracked_mean else mean
-            value_range = self.running_var if self.tracked_range else value_range
-        view = (1, -1, 1, 1)
-        return (self.weight.view(view) * (x - mean.view(view)) / (value_range.view(view) ** self.power + self.eps)
-                + self.bias.view(view))
-
-
-class TheirNoNorm(torch.nn.BatchNorm2d):
-    """The identity, still carrying BatchNorm's (unused) parameters and buffers."""
-
-    def forward(self, x):
-        return x
-
-
-#: Their --norm names -> a factory of their layer.
-THEIR_NORMS = {
-    "NoBN": lambda c, p: TheirNoNorm(c),
-    "BN": lambda c, p: TheirBatchNorm(c, True, True),
-    "BNwoT": lambda c, p: TheirBatchNorm(c, False, False),
-    "BNM": lambda c, p: TheirBatchNorm(c, True, False),
-    "RNT": lambda c, p: TheirRobustNorm(c, True, True, p),
-    "RN": lambda c, p: TheirRobustNorm(c, False, False, p),
-    "RNM": lambda c, p: TheirRobustNorm(c, True, False, p),
-}
-
-
-class TheirBlock(torch.nn.Module):
-    def __init__(self, c_in, c_out, stride, norm, p):
-        super().__init__()
-        self.conv1 = torch.nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = THEIR_NORMS[norm](c_out, p)
-        self.conv2 = torch.nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = THEIR_NORMS[norm](c_out, p)
-        self.downsample = None
-        if stride != 1 or c_in != c_out:
-            self.downsample = torch.nn.Sequential(torch.nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                                  THEIR_NORMS[norm](c_out, p))
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-        return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-
-class TheirResNet(torch.nn.Module):
-    """Their CIFAR ResNet (``ResNet``) and MNIST ResNet (``ResNet_MNIST``, in_channels 1): depth 6n+2."""
-
-    def __init__(self, depth, norm, in_channels, p=0.2, num_classes=10):
-        super().__init__()
-        n = (depth - 2) // 6
-        self.conv1 = torch.nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
-        self.bn1 = THEIR_NORMS[norm](16, p)
-        channels = 16
-        for stage, width in enumerate((16, 32, 64), start=1):
-            blocks = []
-            for i in range(n):
-                blocks.append(TheirBlock(channels, width, 2 if stage > 1 and i == 0 else 1, norm, p))
-                channels = width
-            setattr(self, f"layer{stage}", torch.nn.Sequential(*blocks))
-        self.avgpool = torch.nn.AvgPool2d(8)  # theirs: global on the 8x8 maps of 32x32 inputs
-        self.fc = torch.nn.Linear(64, num_classes)
-
-    def forward(self, x):
-        x = self.layer3(self.layer2(self.layer1(torch.relu(self.bn1(self.conv1(x))))))
-        return self.fc(self.avgpool(x).flatten(1))
-
-
-def randomize(network, seed):
-    """Random weights (He-normal convolutions, as they initialise) and random running statistics."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in network.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                tensor.fill_(7)
-            elif name.endswith("running_var"):  # a variance, or their RobustNorm's running range
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 2 + 0.5)
-            elif tensor.ndim == 4:
-                fan_out = tensor.shape[0] * tensor.shape[2] * tensor.shape[3]
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * (2 / fan_out) ** 0.5)
-            elif tensor.ndim == 2:  # the classifier
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) / tensor.shape[1] ** 0.5)
-            else:  # γ around 1; β, the running means and the classifier's bias around 0
-                is_scale = name.endswith(".weight")
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.3 + (1 if is_scale else 0))
-    return network
-
-
 def their_checkpoint(tmp_path, model="resnet20", norm="RNT", p=0.2, seed=0):
     """Their network with random weights and statistics, saved as their train_*.py save it; (network, path)."""
-    network = TheirResNet(int(model[6:]), norm, 1 if model == "resnet8" else 3, p)
-    parallel = torch.nn.DataParallel(network)  # on a CPU it only wraps: the keys get 'module.'
-    optimizer = torch.optim.SGD(parallel.parameters(), lr=0.0, momentum=0.9, weight_decay=1e-4)
-    parallel.train()
-    torch.nn.functional.cross_entropy(parallel(torch.randn(4, network.conv1.in_channels, 32, 32)),
-                                      torch.arange(4)).backward()
-    optimizer.step()  # the optimizer's state now holds momentum buffers, as a real checkpoint's does
-    randomize(network, seed)
     path = tmp_path / f"{model}-{norm}.pth.tar"
-    torch.save({"epoch": 3, "state_dict": parallel.state_dict(), "acc": 51.0, "best_acc": 52.0,
-                "optimizer": optimizer.state_dict()}, path)
-    return network.eval(), path
+    return authors_network.synthetic_checkpoint(path, model, norm, p, seed), path
 
 
-def logits_difference(network, model, x):
-    """max |their logits - minirn's| on the batch x (a NumPy float32 array)."""
+def logits_difference(network, model, x, normalization=None):
+    """max |their logits on (x - m)/s - minirn's on x| for the pixels x (a NumPy float32 array in [0, 1]);
+    normalization: ``{"mean": m, "std": s}`` of their inputs, or None for x itself."""
+    standardised = x
+    if normalization is not None:
+        m, s = (np.asarray(normalization[k], dtype=np.float32).reshape(1, -1, 1, 1) for k in ("mean", "std"))
+        standardised = (x - m) / s
     with torch.no_grad():
-        theirs = network(torch.from_numpy(x)).numpy()
+        theirs = network(torch.from_numpy(standardised)).numpy()
     with minirn.no_grad():
         ours = model(minirn.tensor(x)).numpy()
     return float(np.abs(theirs - ours).max()), float(np.abs(theirs).max())
+
+
+def pixels(channels, n=8, size=32, seed=1):
+    return np.random.default_rng(seed).uniform(0.0, 1.0, (n, channels, size, size)).astype(np.float32)
 
 
 # --- the authors' checkpoints -----------------------------------------------------------------------------
 @pytest.mark.parametrize("model", ["resnet8", "resnet20"])
 @pytest.mark.parametrize("norm", list(bridge.AUTHORS_NORMS))
 def test_converted_checkpoint_predicts_what_theirs_predicts(model, norm, tmp_path):
+    """The converted model fed pixels x gives their network's logits on (x - m)/s, their script's m and s."""
     p = 0.5 if norm.startswith("RN") else 0.2  # a non-default power, which the file does not record
     network, path = their_checkpoint(tmp_path, model, norm, p)
     out = tmp_path / "model.safetensors"
     assert cli.main(["convert", "--from", "authors", str(path), "--model", model, "--norm", norm,
                      "--p", str(p), "--out", str(out)]) == 0
     converted = minirn.load_model(out)
-    x = np.random.default_rng(1).standard_normal((8, network.conv1.in_channels, 32, 32)).astype(np.float32)
-    difference, scale = logits_difference(network, converted, x)
+    normalization = bridge.AUTHORS_INPUT_NORMALIZATION["mnist" if model == "resnet8" else "cifar10"]
+    difference, scale = logits_difference(network, converted, pixels(network.conv1.in_channels), normalization)
     print(f"{model} {norm}: max |logit difference| {difference:.2e} (logits up to {scale:.2f})")
     assert scale > 0.1 and difference <= 1e-5, (difference, scale)
+
+
+@pytest.mark.parametrize("flag, normalization", [
+    ("authors", {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}),
+    ("0.5,0.4,0.3/0.25,0.2,0.3", {"mean": [0.5, 0.4, 0.3], "std": [0.25, 0.2, 0.3]}),
+    ("none", None),
+])
+def test_input_normalization_is_the_first_layer_and_recorded(flag, normalization, tmp_path):
+    network, path = their_checkpoint(tmp_path, "resnet20", "BN")
+    out = tmp_path / "model.safetensors"
+    assert cli.main(["convert", "--from", "authors", str(path), "--model", "resnet20", "--norm", "BN",
+                     "--input-normalization", flag, "--out", str(out)]) == 0
+    _, meta = minirn.serialization.read_model(out)
+    assert meta["input_normalization"] == normalization
+    converted = minirn.load_model(out)
+    assert isinstance(converted.normalize, minirn.nn.Normalize if normalization else minirn.nn.Identity)
+    assert logits_difference(network, converted, pixels(3), normalization)[0] <= 1e-5
 
 
 def test_their_batch_norm_differs_from_the_standard_one(tmp_path):
@@ -199,13 +90,13 @@ def test_their_batch_norm_differs_from_the_standard_one(tmp_path):
             if isinstance(module, torch.nn.Conv2d):
                 module.weight.mul_(1e-2)
     torch.save({"state_dict": torch.nn.DataParallel(network).state_dict()}, path)
-    model, _ = bridge.convert_authors(path, "resnet8", "BNwoT")
-    x = np.random.default_rng(1).standard_normal((8, 1, 32, 32)).astype(np.float32)
-    assert logits_difference(network, model, x)[0] <= 1e-5
+    model, meta = bridge.convert_authors(path, "resnet8", "BNwoT")
+    x = pixels(1)
+    assert logits_difference(network, model, x, meta["input_normalization"])[0] <= 1e-5
     for module in model.modules():
         if isinstance(module, BatchNorm2d):
             module.formula = "standard"
-    assert logits_difference(network, model, x)[0] > 1e-3
+    assert logits_difference(network, model, x, meta["input_normalization"])[0] > 1e-3
 
 
 def test_conversion_maps_their_names_and_buffers(tmp_path):
@@ -336,3 +227,85 @@ def test_round_trip_through_the_twin_is_bit_exact(name, norm, tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(twin(torch.from_numpy(x)).numpy(), model(minirn.tensor(x)).numpy(), rtol=1e-4,
                                    atol=1e-4)
+
+
+# --- the twins of the authors' BatchNorm and of the input normalisation ---------------------------------------
+@pytest.mark.parametrize("stats", [("running", "running"), ("batch", "batch"), ("running", "batch")])
+def test_the_authors_batch_norm_twin_computes_minirns_formula(stats, tmp_path):
+    """Train mode (logits and the running update after one step) and eval mode with each of their statistics."""
+    model = _random_minirn_model("resnet8", "bn", seed=4)
+    for module in model.modules():
+        if isinstance(module, BatchNorm2d):
+            module.formula = "authors"
+    minirn.nn.set_norm_eval_stats(model, *stats)
+    meta = {"dataset": "mnist", "model": "resnet8", "norm": "bn", "p": 0.2, "in_channels": 1, "num_classes": 10}
+    path = tmp_path / "model.safetensors"
+    minirn.save_weights(model, path, meta)
+    twin = torch_twins.from_description(minirn.serialization.read_model(path)[1])
+    twin.load_state_dict(safetensors_torch.load_file(path), strict=True)
+    assert isinstance(twin.stem_norm, torch_twins.AuthorsBatchNorm2d)
+    x = pixels(1, size=12)
+    for mode in ("eval", "train"):
+        model.train(mode == "train")
+        twin.train(mode == "train")
+        with torch.no_grad():
+            theirs = twin(torch.from_numpy(x)).numpy()
+        with minirn.no_grad():
+            ours = model(minirn.tensor(x)).numpy()
+        np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-5, err_msg=f"{mode} {stats}")
+    np.testing.assert_allclose(twin.stem_norm.running_var.numpy(), model.stem_norm.running_var, rtol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["BN", "BNwoT", "BNM", "RNM"])
+def test_a_converted_model_exports_to_its_twin_for_torchattacks(norm, tmp_path):
+    """Their checkpoint -> minirn -> .safetensors -> twin: the twin takes pixels, gives minirn's logits and
+    input gradients, and torchattacks attacks it in pixel units."""
+    network, path = their_checkpoint(tmp_path, "resnet8", norm)
+    out = tmp_path / "model.safetensors"
+    assert cli.main(["convert", "--from", "authors", str(path), "--model", "resnet8", "--norm", norm,
+                     "--out", str(out)]) == 0
+    model = minirn.load_model(out)
+    twin = torch_twins.from_description(minirn.serialization.read_model(out)[1])
+    twin.load_state_dict(safetensors_torch.load_file(out), strict=True)
+    x, y = pixels(1, size=28), np.arange(8) % 10
+    x_torch = torch.from_numpy(x).requires_grad_(True)
+    torch.nn.functional.cross_entropy(twin(x_torch), torch.from_numpy(y)).backward()
+    x_minirn = minirn.tensor(x, requires_grad=True)
+    minirn.nn.functional.cross_entropy(model(x_minirn), minirn.tensor(y)).backward()
+    np.testing.assert_allclose(x_torch.grad.numpy(), np.asarray(x_minirn.grad), rtol=1e-4, atol=1e-6)
+    torchattacks = pytest.importorskip("torchattacks")
+    adversarial = torchattacks.FGSM(twin, eps=0.1)(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+    assert np.abs(adversarial - x).max() <= 0.1 + 1e-6 and adversarial.min() >= 0 and adversarial.max() <= 1
+
+
+@pytest.mark.parametrize("name", ["small-cnn", "resnet8"])
+@pytest.mark.parametrize("norm, formula", [("bn", "authors"), ("rn", "standard"), ("none", "standard")])
+def test_round_trip_with_input_normalization_is_bit_exact(name, norm, formula, tmp_path):
+    normalization = {"mean": [0.1307], "std": [0.3081]}
+    source = _random_minirn_model(name, norm, seed=5)
+    model = models.build(name, norm, 0.5 if norm == "rn" else None, in_channels=1, num_classes=10,
+                         input_normalization=normalization)
+    model.load_state_dict({key: value for key, value in zip(model.state_dict(), source.state_dict().values())})
+    for module in model.modules():
+        if isinstance(module, BatchNorm2d):
+            module.formula = formula
+    model.eval()
+    meta = {"dataset": "mnist", "model": name, "norm": norm, "p": 0.5, "in_channels": 1, "num_classes": 10}
+    first, second = tmp_path / "minirn.safetensors", tmp_path / "twin.safetensors"
+    minirn.save_weights(model, first, meta)
+    with safe_open(first, framework="pt") as opened:
+        metadata = opened.metadata()
+    twin = torch_twins.from_description(minirn.serialization.read_model(first)[1])
+    twin.load_state_dict(safetensors_torch.load_file(first), strict=True)
+    safetensors_torch.save_file(twin.state_dict(), second, metadata=metadata)
+
+    back = minirn.load_model(second)
+    assert isinstance(back.normalize if name == "resnet8" else back[0], minirn.nn.Normalize)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[key], value, err_msg=key)
+    x = pixels(1, n=4, size=12)
+    with minirn.no_grad():
+        ours = model(minirn.tensor(x)).numpy()
+        np.testing.assert_array_equal(back(minirn.tensor(x)).numpy(), ours)
+    with torch.no_grad():
+        np.testing.assert_allclose(twin(torch.from_numpy(x)).numpy(), ours, rtol=1e-4, atol=1e-4)

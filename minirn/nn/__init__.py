@@ -12,6 +12,7 @@ from minirn.nn.layers import (
     GlobalAvgPool2d,
     Linear,
     MaxPool2d,
+    Normalize,
     ReLU,
 )
 from minirn.nn.module import Identity, Module, Parameter, Sequential
@@ -30,6 +31,6 @@ from minirn.nn.norm import (
 
 __all__ = [
     "EVAL_STATISTICS", "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "EvalStats", "Flatten", "GlobalAvgPool2d", "GroupNorm",
-    "Identity", "LayerNorm", "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "RobustNorm2d",
+    "Identity", "LayerNorm", "Linear", "MaxPool2d", "Module", "Normalize", "Parameter", "ReLU", "RobustNorm2d",
     "Sequential", "eval_statistics", "functional", "get_norm_eval_stats", "init", "norm_layers", "set_norm_eval_stats",
 ]

@@ -1,6 +1,9 @@
-"""Layers that own parameters (Conv2d, Linear) and thin wrappers over parameter-free ops."""
+"""Layers that own parameters (Conv2d, Linear), thin wrappers over parameter-free ops, and Normalize."""
 from __future__ import annotations
 
+import math
+
+from minirn import backend
 from minirn.nn import functional as F
 from minirn.nn import init
 from minirn.nn.module import Module, Parameter
@@ -119,3 +122,44 @@ class AdaptiveAvgPool2d(Module):
 
     def forward(self, x):
         return F.mean(x, axis=(2, 3), keepdims=True)
+
+
+class Normalize(Module):
+    r"""Input standardisation as a layer: ``torchvision.transforms.Normalize(mean, std)`` inside the model.
+
+    .. math::
+        y_{n,c,h,w} = \frac{x_{n,c,h,w} - m_c}{s_c}, \qquad
+        \frac{\partial L}{\partial x_{n,c,h,w}} = \frac{1}{s_c}\,\frac{\partial L}{\partial y_{n,c,h,w}}
+
+    x: (N, C, H, W) pixels in [0, 1] -> (N, C, H, W); mean m, std s: one number per channel (C of each).
+    A network trained on standardised images (the authors' scripts feed (x - m)/s) starts with this
+    layer, so it takes pixels and an attack's ε and box [0, 1] stay in pixel units: a budget ε in
+    pixels is ε/s_c in the standardised units of channel c.
+
+    m and s are constants of the model, not weights: they are not in ``state_dict()`` (the model's
+    description records them, :func:`minirn.bridge.save_weights`), and each call builds them in x's
+    dtype and on x's device.  The gradient is the chain rule through the subtraction and the division.
+    """
+
+    def __init__(self, mean, std):
+        super().__init__()
+        mean, std = tuple(mean), tuple(std)
+        numbers = [v for v in mean + std if not isinstance(v, bool) and isinstance(v, (int, float))]
+        if not mean or len(mean) != len(std) or len(numbers) != 2 * len(mean):
+            raise ValueError(f"Normalize: mean and std must be equally long lists of numbers, got {mean!r} and {std!r}")
+        if not all(math.isfinite(v) for v in numbers) or not all(s > 0 for s in std):
+            raise ValueError(f"Normalize: mean must be finite and std positive and finite, got {mean!r} and {std!r}")
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1] != len(self.mean):
+            raise ValueError(f"Normalize({len(self.mean)} channels) expects input (N, {len(self.mean)}, H, W), "
+                             f"got shape {tuple(x.shape)}")
+        view = (1, len(self.mean), 1, 1)
+        xp, device, dtype = backend.array_namespace(x.data), backend.device_of(x.data), x.data.dtype
+        mean = xp.reshape(backend.to_device(self.mean, device, dtype), view)  # m, in x's dtype (NEP 50)
+        std = xp.reshape(backend.to_device(self.std, device, dtype), view)    # s
+        return (x - mean) / std                                                # y = (x - m) / s
+
+    def extra_repr(self):
+        return f"mean={list(self.mean)}, std={list(self.std)}"

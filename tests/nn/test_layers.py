@@ -166,3 +166,33 @@ def test_layer_gradcheck(make, shape, device, rng):
     x = np.where(np.abs(x) < 0.05, 0.3, x)  # keep ReLU inputs away from the kink
     inputs = [make_tensor(x, device, requires_grad=True), *layer.parameters()]
     assert minirn.gradcheck(lambda x, *params: layer(x), inputs, max_elements=40)
+
+
+# --- Normalize: the input standardisation ------------------------------------------------------------------
+def test_normalize_matches_reference_in_the_input_dtype(device, rng):
+    layer = nn.Normalize([0.1, 0.5, -0.2], [0.2, 0.25, 2.0])
+    x = rng.uniform(0.0, 1.0, size=(2, 3, 4, 5))
+    expected = (x - np.array([0.1, 0.5, -0.2]).reshape(1, 3, 1, 1)) / np.array([0.2, 0.25, 2.0]).reshape(1, 3, 1, 1)
+    for dtype, rtol in (("float64", 1e-12), ("float32", 1e-6)):
+        out = layer(make_tensor(x, device, dtype=dtype))
+        assert out.dtype_name == dtype and out.device == device
+        np.testing.assert_allclose(to_numpy(out), expected, rtol=rtol, atol=rtol)
+    assert layer.state_dict() == {}  # constants of the model, recorded in its description
+
+
+def test_normalize_gradcheck_along_a_random_direction(device, rng):
+    layer = nn.Normalize([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010])
+    x = make_tensor(rng.uniform(0.0, 1.0, size=(2, 3, 4, 4)), device, requires_grad=True)
+    assert minirn.gradcheck(layer, [x])
+
+
+@pytest.mark.parametrize("mean, std", [([0.1], [0.0]), ([0.1, 0.2], [0.3]), ([], []), ([float("nan")], [1.0]),
+                                       (["0.1"], [1.0]), ([True], [1.0])])
+def test_normalize_rejects_bad_constants(mean, std):
+    with pytest.raises(ValueError, match="Normalize"):
+        nn.Normalize(mean, std)
+
+
+def test_normalize_rejects_the_wrong_number_of_channels():
+    with pytest.raises(ValueError, match=r"expects input \(N, 3, H, W\)"):
+        nn.Normalize([0.1] * 3, [0.2] * 3)(minirn.zeros((1, 1, 4, 4)))
