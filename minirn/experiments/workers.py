@@ -27,13 +27,15 @@ def default_workers(device: str = "cpu") -> int:
 
 
 def map_jobs(function, jobs, workers: int = 1) -> list:
-    """``[function(*job) for job in jobs]``, in ``workers`` worker processes (at least one; same order).
+    """``[function(*job) for job in jobs]``, in ``workers`` worker processes (same order).
 
     function must be a module-level function and its arguments picklable (spawned processes).
+    ``workers=0`` runs the jobs in this process instead (for tests that replace functions in it, and for
+    debugging): its BLAS may use several threads, so the last float bits can differ from a worker's.
     """
     jobs = list(jobs)
-    if not jobs:
-        return []
+    if workers == 0 or not jobs:
+        return [function(*job) for job in jobs]
     # even with workers=1 the jobs run in a worker process: with one BLAS thread there, their float
     # arithmetic, and so their results, are the same whatever the worker count (two BLAS threads in
     # this process may sum in another order, and on some CPUs do)
@@ -52,14 +54,20 @@ def map_two_stages(first, first_jobs: dict, second, second_jobs: list, workers: 
     the order given) whose needs are met: put the longest second-stage jobs first.  Returns
     ``({key: first result}, [second result, in the order of second_jobs])``.  Even ``workers=1`` runs
     the jobs in one worker process, so that every worker count gives the same float arithmetic (see
-    :func:`map_jobs`).  ``on_first(key, result)``, if given, is called here as each first-stage result
-    arrives (to report progress).
+    :func:`map_jobs`); ``workers=0`` runs everything in this process, first stage then second, in order.
+    ``on_first(key, result)``, if given, is called here as each first-stage result arrives (to report
+    progress).
     """
     unknown = {key for needs, _ in second_jobs for key in needs} - set(first_jobs)
     if unknown:
         raise ValueError(f"map_two_stages: second-stage jobs need results of unknown first-stage jobs {sorted(map(str, unknown))}")
     results, outputs = {}, [None] * len(second_jobs)
-    workers = max(workers, 1)
+    if workers == 0:
+        for key, args in first_jobs.items():
+            results[key] = first(*args)
+            if on_first is not None:
+                on_first(key, results[key])
+        return results, [second(*make_args(results)) for _, make_args in second_jobs]
     todo, waiting, running = list(first_jobs), list(range(len(second_jobs))), {}
     with _pool(workers) as pool:
         while todo or waiting or running:

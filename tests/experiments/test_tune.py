@@ -98,7 +98,7 @@ def tuned(fake, tmp_path):
     path = tmp_path / "recipes.json"
     result = tune(("bn", "none", "rn"), dataset="fake", model="small-cnn", p=0.2, seeds=2, grid=GRID,
                   epochs=EPOCHS, validation=VALIDATION, data=training_only_dataset(), out=str(path), log=lambda *a: None,
-                  workers=1)  # in this process, where the fakes are
+                  workers=0)  # in this process, where the fakes are
     return result, path, fake
 
 
@@ -161,7 +161,7 @@ def test_tune_needs_at_least_two_integer_seeds(fake, tmp_path, seeds):
     path = tmp_path / "recipes.json"
     with pytest.raises(ValueError, match="at least 2 seeds"):
         tune(("bn",), seeds=seeds, grid=GRID, data=training_only_dataset(), out=str(path), log=lambda *a: None,
-             workers=1)
+             workers=0)
     assert fake.calls == [] and not path.exists()
 
 
@@ -169,7 +169,7 @@ def test_tune_needs_at_least_two_integer_seeds(fake, tmp_path, seeds):
 def test_tune_rejects_bad_epoch_budgets(fake, epochs):
     with pytest.raises(ValueError, match="epochs"):
         tune(("bn",), seeds=2, grid=GRID, epochs=epochs, data=training_only_dataset(), out=None, log=lambda *a: None,
-             workers=1)
+             workers=0)
     assert fake.calls == []
 
 
@@ -220,7 +220,7 @@ def test_tune_end_to_end_on_digits(digits, tmp_path):
     path = tmp_path / "recipes.json"
     tune(("bn",), dataset="digits", model="small-cnn", seeds=2,
          grid={"lr": (0.1,), "init": ("torch",), "batch_size": (128,)},
-         epochs=(1,), validation=100, data=data, out=str(path), log=lambda *a: None, workers=1)
+         epochs=(1,), validation=100, data=data, out=str(path), log=lambda *a: None, workers=0)
     written = json.loads(path.read_text())
     assert written["chosen_on"] == "validation"
     assert written["validation_examples"] == 100 and written["train_examples"] == len(digits.y_train) - 100
@@ -235,7 +235,7 @@ def test_tune_end_to_end_on_digits(digits, tmp_path):
 
 def test_a_grid_of_lr_and_init_only_takes_the_other_entries_from_the_default(fake):
     result = tune(("bn",), dataset="fake", seeds=2, grid={"lr": GRID["lr"], "init": GRID["init"]}, epochs=(8,),
-                  validation=VALIDATION, data=training_only_dataset(), out=None, log=lambda *a: None, workers=1)
+                  validation=VALIDATION, data=training_only_dataset(), out=None, log=lambda *a: None, workers=0)
     assert result["recipes"]["bn"]["batch_size"] in tune_module.GRID["batch_size"]
 
 
@@ -243,12 +243,12 @@ def test_tune_reads_the_trials_its_file_already_holds_and_only_those(tuned):
     result, path, fake = tuned
     trained = len(fake.calls)
     again = tune(("bn", "none", "rn"), dataset="fake", model="small-cnn", p=0.2, seeds=2, grid=GRID, epochs=EPOCHS,
-                 validation=VALIDATION, data=training_only_dataset(), out=None, log=lambda *a: None, workers=1,
+                 validation=VALIDATION, data=training_only_dataset(), out=None, log=lambda *a: None, workers=0,
                  reuse=str(path))
     assert len(fake.calls) == trained  # nothing trained again: every trial was in the file
     assert again["recipes"] == result["recipes"] and again["reused_trials"] == len(result["trials"])
     # another dataset's file is not reused
     other = tune(("bn",), dataset="fake", model="small-cnn", p=0.2, seeds=2, grid=GRID, epochs=(8,),
-                 validation=VALIDATION, data=training_only_dataset("other"), out=None, log=lambda *a: None, workers=1,
+                 validation=VALIDATION, data=training_only_dataset("other"), out=None, log=lambda *a: None, workers=0,
                  reuse=str(path))
     assert other["reused_trials"] == 0 and len(fake.calls) > trained
