@@ -13,7 +13,7 @@ import pstats
 import statistics
 import time
 
-from minirn import bench
+from minirn import backend, bench
 
 SHAPES = {"resnet20": (3, 32, 32), "small_cnn": (1, 28, 28)}
 
@@ -27,6 +27,7 @@ def main():
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
 
+    backend.retain_freed_memory()  # as minirn bench and every minirn command do
     train_step, attack_step = bench.minirn_steps(args.model, args.norm, SHAPES[args.model], args.batch, "cpu")
     step = attack_step if args.attack else train_step
     step()  # warm-up

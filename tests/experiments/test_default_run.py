@@ -43,7 +43,7 @@ def test_each_shipped_model_has_the_test_accuracy_results_json_records(results):
 def test_retraining_a_shipped_model_through_reproduce_gives_the_same_weights(tmp_path, results):
     """reproduce's own training job, in a worker process as in the run, rebuilds bn seed 1 bit for bit."""
     config = ReproduceConfig(out=str(tmp_path))
-    assert config.norms == results["config"]["norms"] and config.seeds == results["config"]["seeds"]
+    assert list(config.norms) == results["config"]["norms"] and config.seeds == results["config"]["seeds"]
     (state, record), = map_jobs(_train_job, [(config, "bn", 1, config.recipe("bn"))], workers=1)
     shipped, _ = serialization.read_model(default_model_file("bn", 1))
     assert sorted(state) == sorted(shipped)

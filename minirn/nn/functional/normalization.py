@@ -26,8 +26,8 @@ own the running estimates and choose what to pass.
 Sources: Ioffe & Szegedy 2015, "Batch Normalization" (Algorithm 1, Section 3);
 Awais, Shamshad & Bae 2020, "Towards an Adversarially Robust Normalization
 Approach", https://arxiv.org/abs/2006.11007 (its RobustNorm section; the
-equation is cited by section because the summary this project keeps of the
-paper records no equation numbers), and the authors' code,
+equation is cited by section, as docs/paper_map.md does for every equation),
+and the authors' code,
 https://github.com/awaisrauf/RobustNorm, whose RobustNorm layer fixes the
 details the text leaves open (ε added after the power, the range itself as the
 running estimate).  docs/paper_map.md maps every equation and variant to the code.
