@@ -57,6 +57,18 @@ def test_results_page_tables_are_the_ones_the_committed_results_produce():
     assert (ROOT / "docs" / "default-run" / "results.md").read_text(encoding="utf-8") == report.results_markdown(results)
 
 
+def test_readme_quotes_the_run_time_and_the_cross_check_of_the_committed_files():
+    results = committed_results()
+    minutes, seconds = divmod(round(results["seconds"]), 60)
+    assert f"took **{minutes} min {seconds} s**" in README
+    gaps = []
+    for norm in results["config"]["norms"]:
+        check = json.loads((ROOT / "docs" / "default-run" / f"autoattack_check_{norm}.json").read_text(encoding="utf-8"))
+        assert {(row["norm"], row["seed"]) for row in check["rows"]} == {(norm, s) for s in range(results["config"]["seeds"])}
+        gaps += [abs(row["run_minus_ta"]) for row in check["rows"]]
+    assert f"within {100 * max(gaps):.1f} points of it on every one" in README
+
+
 def test_readme_is_at_most_1500_words():
     assert len(README.split()) <= 1500
 
