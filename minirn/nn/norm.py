@@ -151,29 +151,20 @@ class BatchNorm2d(_BatchStatNorm2d):
     def forward(self, x):
         self._check_input(x)
         batch_mean, batch_scale = self._use_batch_statistics()
-        if self.formula == "authors":
-            y, mu, unbiased_var = F.authors_batch_norm(
-                x, self.weight, self.bias,
-                mean=None if batch_mean else self.running_mean,
-                var=None if batch_scale else self.running_var,
-                eps=self.eps, return_stats=True,
-            )
-            if self.training:
-                self._update_running("running_mean", mu)
-                self._update_running("running_var", unbiased_var)
-            return y
-        y, mu, var = F.batch_norm(
+        norm = F.authors_batch_norm if self.formula == "authors" else F.batch_norm
+        y, mu, var = norm(
             x, self.weight, self.bias,
             mean=None if batch_mean else self.running_mean,
             var=None if batch_scale else self.running_var,
             eps=self.eps, return_stats=True,
         )
         if self.training:
-            n = x.shape[0] * (x.shape[2] * x.shape[3] if len(x.shape) == 4 else 1)
+            if self.formula == "standard":  # batch_norm returns the biased variance; the running one is unbiased, like PyTorch
+                n = x.shape[0] * (x.shape[2] * x.shape[3] if len(x.shape) == 4 else 1)
+                var = var * (n / (n - 1))
             self._update_running("running_mean", mu)
-            self._update_running("running_var", var * (n / (n - 1)))  # unbiased, like PyTorch
+            self._update_running("running_var", var)
         return y
-
 
     def extra_repr(self):
         return super().extra_repr() + (f", formula={self.formula!r}" if self.formula != "standard" else "")
