@@ -76,17 +76,18 @@ class _BatchStatisticsNorm(Function):
         self.n = _values_per_channel(x, self.axes)
         self.weight = weight
 
-    def _affine_forward(self, x, mean, inv_scale, weight, bias, x_minus_mean=None):
+    def _affine_forward(self, x, mean, inv_scale, weight, bias, statistics_fixed, x_minus_mean=None):
         r""":math:`y = \gamma\hat x + \beta` with :math:`\hat x = (x-\mu)\,s` (s: 1/σ or 1/d), saving what backward needs.
 
         With both statistics fixed (eval mode with running estimates) y is an affine function of x,
         :math:`y = x\,(\gamma s) + (\beta - \mu\gamma s)`: two passes over x instead of four, and
         :math:`\hat x` is not stored (backward recomputes it if :math:`\partial L/\partial\gamma` is wanted).
-        ``x_minus_mean``: :math:`x-\mu` if the caller has it already.
+        ``statistics_fixed``: whether both statistics are fixed arrays; ``x_minus_mean``: :math:`x-\mu`
+        if the caller has it already.
         """
         self.x, self.mean_used, self.inv_scale = x, mean, inv_scale
         weight, bias = _reshape_to_broadcast(weight, x), _reshape_to_broadcast(bias, x)
-        if self.statistics_fixed:
+        if statistics_fixed:
             scale = weight * inv_scale                                              # gamma s
             self.x_hat = None
             y = x * scale                                                           # y = x gamma s
@@ -156,9 +157,9 @@ class BatchNorm(_BatchStatisticsNorm):
         else:
             self.batch_var, var = None, _reshape_to_broadcast(self.var, x)
         self.inv_std = 1.0 / xp.sqrt(var + self.eps)                               # s
-        self.statistics_fixed = self.mean is not None and self.var is not None
+        fixed = self.mean is not None and self.var is not None
         x_minus_mean = x_minus_batch_mean if self.mean is None and self.var is None else None  # x - mu, if computed
-        y = self._affine_forward(x, mean, self.inv_std, weight, bias, x_minus_mean)  # x_hat = (x - mu) s, y = gamma x_hat + beta
+        y = self._affine_forward(x, mean, self.inv_std, weight, bias, fixed, x_minus_mean)  # x_hat = (x - mu) s, y = gamma x_hat + beta
         if self.var is None:  # (x - mu_B) s, what the gradient through sigma_B^2 needs (= x_hat if mu = mu_B)
             self.x_hat_batch = self.x_hat if self.mean is None else x_minus_batch_mean * self.inv_std
         return y
@@ -229,8 +230,8 @@ class RobustNorm(_BatchStatisticsNorm):
             self.batch_range, r = None, _reshape_to_broadcast(self.value_range, x)
         self.r = r                                                                  # r
         self.denominator = r**self.p + self.eps                                     # d = r^p + eps
-        self.statistics_fixed = self.mean is not None and self.value_range is not None
-        return self._affine_forward(x, mean, 1.0 / self.denominator, weight, bias)  # x_hat = (x - mu) / d, y = gamma x_hat + beta
+        fixed = self.mean is not None and self.value_range is not None
+        return self._affine_forward(x, mean, 1.0 / self.denominator, weight, bias, fixed)  # x_hat = (x - mu) / d, y = gamma x_hat + beta
 
     def backward(self, g):
         r"""With :math:`g_i = \partial L/\partial y_i` and :math:`\hat g_i = \gamma g_i = \partial L/\partial\hat x_i`,
