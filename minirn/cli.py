@@ -39,7 +39,15 @@ from minirn.attacks import SUITES, evaluate
 from minirn.bridge import AUTHORS_NORMS
 from minirn.data import DatasetNotFoundError, load_dataset
 from minirn.data.download import ENV_VAR, REMOTE_FILES, data_root, dataset_files
-from minirn.experiments.config import RECIPE_FIELDS, ReproduceConfig, attack_settings, full_config, quick_config
+from minirn.experiments.config import (
+    PRESETS,
+    RECIPE_FIELDS,
+    ReproduceConfig,
+    attack_settings,
+    full_config,
+    preset_config,
+    quick_config,
+)
 from minirn.nn import EVAL_STATISTICS, norm_layers, set_norm_eval_stats
 from minirn.train import ATTACK_MODES, AdversarialTraining, Recipe, train_model
 
@@ -152,6 +160,16 @@ def _add_data_options(parser, dataset_help=None):
 def _add_model_options(parser):
     _option(parser, "--model", text=models.MODEL_NAMES)
     _option(parser, "--p", type=_positive_float, text="RobustNorm's power p")
+    parser.add_argument("--input-normalization", type=_input_normalization, default=None,
+                        help="a Normalize first layer: authors (their (x - mean)/std for the dataset), none, or "
+                             "MEANS/STDS such as 0.1307/0.3081 (default none; budgets stay in pixel units)")
+
+
+def _add_preset_option(parser):
+    parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                        help="named settings that other options override: authors-mnist = --model resnet8 "
+                             "--input-normalization authors --dataset mnist-5k (the authors' MNIST network)"
+                             f", --out {PRESETS['authors-mnist']['out']}")
 
 
 def _add_training_options(parser):
@@ -177,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{reproduce,tune,train,attack,bench}")
 
     rep = commands.add_parser("reproduce", help="train, attack and report the paper-style table and figures")
+    _add_preset_option(rep)
     _add_data_options(rep)
     _add_model_options(rep)
     _option(rep, "--norms", type=_names, text="comma-separated: none,bn,rn,gn,ln")
@@ -240,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(attack)
 
     tune = commands.add_parser("tune", help="choose each norm's training recipe on validation data (writes recipes.json)")
+    _add_preset_option(tune)
     _add_data_options(tune)
     _add_model_options(tune)
     _option(tune, "--norms", type=_names, text="comma-separated: none,bn,rn,gn,ln")
@@ -289,6 +309,13 @@ def _config(args, **fields) -> ReproduceConfig:
         given["suite_eps"] = None  # the budgets asked for are attacked at full strength
     if getattr(args, "quick", False) and getattr(args, "full", False):
         raise ValueError("--quick and --full contradict each other; pick one")
+    if getattr(args, "preset", None) is not None:
+        if getattr(args, "quick", False):
+            raise ValueError(f"--quick and --preset {args.preset} contradict each other; pick one")
+        if getattr(args, "full", False):
+            given = {**PRESETS[args.preset], **given}
+        else:
+            return preset_config(args.preset, **given).validate()
     if getattr(args, "quick", False):
         return quick_config(**given).validate()
     if getattr(args, "full", False):
@@ -337,7 +364,7 @@ def _train(args):
         raise ValueError("--checkpoint must differ from --out (one is overwritten every epoch, the other is the result)")
     data = _load_data(config)
     meta = runs.model_meta(data, recipe, model=config.model, norm=args.norm, p=config.p, seed=args.seed,
-                           adversarial=adversarial)
+                           adversarial=adversarial, **config.model_settings())
     runs.check_output_file(out, meta)
     if not args.resume:
         runs.check_output_file(checkpoint, meta)
@@ -408,9 +435,10 @@ def _tune(args):
 
     config = _config(args, seeds=3)  # checks --model, --p, --norms, --workers like reproduce does
     _require_dataset(config)
+    out = args.out or tune.recipes_path(config.model)
     tune.tune(config.norms, data=_load_data(config), model=config.model, p=config.p, seeds=args.seeds,
-              validation=config.validation, workers=config.workers, out=args.out or tune.RECIPES_PATH,
-              reuse=None if args.fresh else args.out or tune.RECIPES_PATH,
+              validation=config.validation, workers=config.workers, out=out, reuse=None if args.fresh else out,
+              input_normalization=config.input_normalization_values(),
               command="python -m minirn " + shlex.join(args.argv))
 
 

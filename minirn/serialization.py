@@ -273,7 +273,8 @@ def load_model(path, device: str = "cpu"):
         return bridge.load_model(path, device)
     weights, meta = read_model(path)
     model = models.build(meta["model"], meta["norm"], meta["p"], in_channels=meta["in_channels"],
-                         num_classes=meta["num_classes"], device=device)
+                         num_classes=meta["num_classes"], device=device,
+                         input_normalization=meta.get("input_normalization"))
     try:
         model.load_state_dict(weights)
     except (KeyError, ValueError) as exc:

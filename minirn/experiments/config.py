@@ -17,6 +17,7 @@ from minirn import backend, models, nn
 from minirn.attacks import SUITES, madry_step_size
 from minirn.attacks.checks import budget_hint
 from minirn.attacks.evaluate import SUITE_NAMES
+from minirn.bridge.authors import authors_input_normalization
 from minirn.experiments.tune import tuned_recipe
 from minirn.experiments.workers import default_workers
 
@@ -42,6 +43,9 @@ class ReproduceConfig:
 
     dataset: str = "mnist-5k"
     model: str = "small-cnn"
+    #: a :class:`~minirn.nn.Normalize` first layer: None, "authors" (their (x - mean) / std for the dataset) or
+    #: ``{"mean": [...], "std": [...]}``; the attacks' budgets stay in pixel units of [0, 1] either way
+    input_normalization: str | dict | None = None
     norms: tuple = ("none", "bn", "rn")
     p: float = 0.2
     epochs: int | None = None
@@ -79,6 +83,8 @@ class ReproduceConfig:
     #: processes that train and attack models in parallel (minirn.experiments.workers); 2 on a CPU
     workers: int = dataclasses.field(default_factory=lambda: default_workers())
     out: str = "results"
+    #: the name of the preset (:data:`PRESETS`) this run started from, or None
+    preset: str | None = None
     quick: bool = False
     full: bool = False
     resume: bool = False
@@ -88,7 +94,8 @@ class ReproduceConfig:
 
     def recipe(self, norm="bn"):
         """``(Recipe, source)``: ``norm``'s tuned recipe with this run's overrides, and where it came from."""
-        recipe, source = tuned_recipe(norm, self.dataset, self.model, self.p)
+        recipe, source = tuned_recipe(norm, self.dataset, self.model, self.p,
+                                      input_normalization=self.input_normalization_values())
         overrides = {name: getattr(self, name) for name in RECIPE_FIELDS if getattr(self, name) is not None}
         if overrides:
             recipe = dataclasses.replace(recipe, **overrides)
@@ -107,14 +114,28 @@ class ReproduceConfig:
     def suite_budgets(self) -> list:
         return list(self.eps) if self.suite_eps is None else list(self.suite_eps)
 
+    def input_normalization_values(self) -> dict | None:
+        """``{"mean": [...], "std": [...]}`` of the first layer (``input_normalization`` resolved), or None."""
+        if self.input_normalization == "authors":
+            return authors_input_normalization(self.dataset)
+        return self.input_normalization
+
+    def model_settings(self) -> dict:
+        """What a checkpoint's metadata must add so that :func:`minirn.serialization.load_model` rebuilds the network."""
+        values = self.input_normalization_values()
+        return {} if values is None else {"input_normalization": values}
+
     def build_model(self, norm, in_channels: int, num_classes: int):
-        """The run's network (``model``, RobustNorm's ``p``) with norm ``norm``, on ``device``."""
+        """The run's network (``model``, RobustNorm's ``p``, ``input_normalization``) with norm ``norm``, on ``device``."""
         return models.build(self.model, norm, self.p, in_channels=in_channels, num_classes=num_classes,
-                            device=self.device)
+                            device=self.device, input_normalization=self.input_normalization_values())
 
     def validate(self):
         """Raise ValueError with one clear line for any bad setting."""
         models.resnet_depth(self.model)  # an unknown model or a ResNet depth that is not 6n+2
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown --preset {self.preset!r}; expected one of {', '.join(PRESETS)}")
+        self.input_normalization_values()  # "authors" on a dataset they never trained on: one clear line
         for norm in self.norms:
             if norm not in models.NORMS:
                 raise ValueError(f"unknown norm {norm!r}; expected a comma-separated subset of {', '.join(models.NORMS)}")
@@ -159,6 +180,23 @@ def check_budget(eps_list, low=0.0, high=1.0):
         if eps >= high - low:
             raise ValueError(f"--eps {eps:g} covers the whole input range [{low:g}, {high:g}] of the images, so "
                              f"every image can be reached{budget_hint(eps)}; budgets are in pixel units of [0, 1]")
+
+
+#: Named settings of ``reproduce --preset`` and ``tune --preset``.  ``authors-mnist``: the authors' MNIST
+#: network (``train_mnist.py`` of awaisrauf/RobustNorm): ResNet-8 (16/32/64 channels, one basic block per
+#: stage) on inputs standardised with their (0.1307, 0.3081), trained with its own recipes
+#: (``recipes-resnet8.json``, from ``tune --preset authors-mnist``), on the embedded mnist-5k.
+PRESETS = {
+    "authors-mnist": dict(model="resnet8", input_normalization="authors", dataset="mnist-5k",
+                          out="results-authors-mnist"),
+}
+
+
+def preset_config(name, **overrides) -> ReproduceConfig:
+    """The preset ``name`` (:data:`PRESETS`) with ``overrides`` on top."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown --preset {name!r}; expected one of {', '.join(PRESETS)}")
+    return ReproduceConfig(**{**PRESETS[name], "preset": name, **overrides})
 
 
 def quick_config(**overrides) -> ReproduceConfig:

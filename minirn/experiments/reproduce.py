@@ -170,7 +170,8 @@ def _train_job(config, norm, seed, recipe_and_source):
     recipe, source = recipe_and_source
     checkpoint = os.path.join(config.out, "checkpoints", f"{norm}-seed{seed}.npz")
     os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
-    meta = model_meta(data, recipe, model=config.model, norm=norm, p=config.p, seed=seed, validation=config.validation)
+    meta = model_meta(data, recipe, model=config.model, norm=norm, p=config.p, seed=seed, validation=config.validation,
+                      **config.model_settings())
     curve = _robustness_curve(config, (x_val, y_val)) if seed == 0 else None  # robustness at matched accuracy
     start = time.perf_counter()
     model, history = train_model(

@@ -23,8 +23,10 @@ model, p, training and validation arrays in the same order -- ``split_sha256`` -
 minirn version) is read from it instead of being trained again (``reuse``); the file marks such
 trials.
 
-The chosen recipes, with every validation accuracy seen, go to ``recipes.json`` next to this
-module, which ``minirn reproduce`` reads.
+The chosen recipes, with every validation accuracy seen, go to one file per model next to this
+module (:func:`recipes_path`: ``recipes.json`` for the small CNN, ``recipes-resnet8.json`` for
+ResNet-8, ...), which ``minirn reproduce`` reads.  Each model family has its own grid
+(:func:`search_space`): the ResNets' includes the authors' recipe (lr 0.1, He-normal, batch 128).
 """
 from __future__ import annotations
 
@@ -42,34 +44,57 @@ from minirn.data import load_dataset, validation_split
 from minirn.experiments.workers import default_workers, map_jobs
 from minirn.train import Recipe, train_model
 
-#: The file ``reproduce`` reads its per-norm recipes from.
+#: The file ``reproduce`` reads the small CNN's per-norm recipes from (other models: :func:`recipes_path`).
 RECIPES_PATH = os.path.join(os.path.dirname(__file__), "recipes.json")
-#: Stage 1 of the search: learning rates (the authors' 0.1 and a larger one), initialisations, and batch
-#: sizes (on 3,500 images, 128 gives only 27 steps an epoch: too few for a network without normalization).
+#: Stage 1 of the small CNN's search: learning rates (the authors' 0.1 and a larger one), initialisations, and
+#: batch sizes (on 3,500 images, 128 gives only 27 steps an epoch: too few for a network without normalization).
 GRID = {"lr": (0.1, 0.2), "init": models.INITS, "batch_size": (32, 128)}
 #: Stage 2: epoch budgets (the first is stage 1's).
 EPOCHS = (8, 12)
+#: The ResNets' search: the authors' recipe (lr 0.1, He-normal, batch 128) and its neighbours: half the
+#: learning rate (a residual network without normalization may need it), PyTorch's initialisation, batch 32
+#: (the authors' 50 epochs of 60,000 images are 23,000 steps; 3,500 images in batches of 128 are 27 an epoch).
+RESNET_GRID = {"lr": (0.05, 0.1), "init": models.INITS, "batch_size": (32, 128)}
+RESNET_EPOCHS = (8, 16)
+
+
+def search_space(model: str) -> tuple:
+    """``(grid, epochs)`` of ``model``'s search: :data:`GRID`/:data:`EPOCHS` for the small CNN,
+    :data:`RESNET_GRID`/:data:`RESNET_EPOCHS` for a ResNet."""
+    return (GRID, EPOCHS) if models.resnet_depth(model) is None else (RESNET_GRID, RESNET_EPOCHS)
+
+
+def recipes_path(model: str = "small-cnn") -> str:
+    """The recipes file of ``model`` next to this module: ``recipes.json`` (small CNN) or ``recipes-<model>.json``."""
+    models.resnet_depth(model)  # an unknown model name fails here, in one line
+    name = "recipes.json" if model == "small-cnn" else f"recipes-{model}.json"
+    return os.path.join(os.path.dirname(__file__), name)
 #: A longer budget must beat the shorter one by more than this (validation accuracy, fraction).
 MIN_GAIN = 0.005
 
 
 def tune(norms=("none", "bn", "rn"), *, dataset="mnist-5k", model="small-cnn", p=0.2, seeds=3, grid=None,
-         epochs=EPOCHS, validation=500, data=None, out=RECIPES_PATH, log=print, workers=None, reuse=None,
-         command="python -m minirn tune") -> dict:
+         epochs=None, validation=500, data=None, out="default", log=print, workers=None, reuse=None,
+         input_normalization=None, command="python -m minirn tune") -> dict:
     """Search each norm's recipe on validation accuracy; write and return the recipes file's contents.
 
     data: a :class:`~minirn.data.Dataset` (default: ``load_dataset(dataset)``); only its training
-    images are used.  grid: some of :data:`GRID`'s entries (``{"lr": (...), "init": (...), "batch_size": (...)}``;
-    the others are GRID's); epochs: the
-    stage-1 budget, then the longer ones tried in stage 2.  out: where to write (None: nowhere).
+    images are used.  grid: some of the model's grid entries (``{"lr": (...), "init": (...), "batch_size": (...)}``;
+    the others are :func:`search_space`'s); epochs: the
+    stage-1 budget, then the longer ones tried in stage 2 (default: :func:`search_space`'s).
+    out: where to write (``"default"``: :func:`recipes_path` of the model; None: nowhere).
     workers: processes training the seeds of a trial in parallel (default: 2 on a CPU).
     reuse: a recipes file whose matching trials are read instead of trained (see the module docstring).
+    input_normalization: ``{"mean": [...], "std": [...]}`` of a :class:`~minirn.nn.Normalize` first layer, or None.
     """
     workers = default_workers() if workers is None else workers
-    unknown = set(grid or {}) - set(GRID)
+    default_grid, default_epochs = search_space(model)
+    unknown = set(grid or {}) - set(default_grid)
     if unknown:
-        raise ValueError(f"unknown grid entries {sorted(unknown)}; expected some of {', '.join(GRID)}")
-    grid = {**GRID, **(grid or {})}  # entries not given: the default grid's
+        raise ValueError(f"unknown grid entries {sorted(unknown)}; expected some of {', '.join(default_grid)}")
+    grid = {**default_grid, **(grid or {})}  # entries not given: the default grid's
+    epochs = default_epochs if epochs is None else epochs
+    out = recipes_path(model) if out == "default" else out
     if not isinstance(seeds, int) or seeds < 2:
         raise ValueError(f"tune needs at least 2 seeds (a choice made on one seed is a coin toss), got {seeds!r}")
     if not epochs or any(not isinstance(e, int) or e < 1 for e in epochs):
@@ -81,14 +106,14 @@ def tune(norms=("none", "bn", "rn"), *, dataset="mnist-5k", model="small-cnn", p
         f"(the test split is not used), seeds 0-{seeds - 1}")
     trials, recipes = [], {}
     fingerprint = _fingerprint(x_train, y_train, x_val, y_val)
-    known = _reusable_trials(reuse, data.name, model, p, fingerprint)
+    known = _reusable_trials(reuse, data.name, model, p, fingerprint, input_normalization)
 
     def trials_of(norm, candidates):
         """Train (or read) every (recipe, seed) of ``candidates`` at once; [(score, recipe)] in their order."""
         recipes_ = [Recipe(epochs=n_epochs, lr=lr, init=init, batch_size=batch_size)
                     for lr, init, batch_size, n_epochs in candidates]
         keys = [[_trial_key(norm, dataclasses.asdict(recipe), seed) for seed in range(seeds)] for recipe in recipes_]
-        jobs = [(model, norm, p, recipe, seed, (x_train, y_train), (x_val, y_val), data.num_classes)
+        jobs = [(model, norm, p, recipe, seed, (x_train, y_train), (x_val, y_val), data.num_classes, input_normalization)
                 for recipe, row in zip(recipes_, keys) for seed, key in zip(range(seeds), row) if key not in known]
         new = iter(map_jobs(_trial, jobs, workers))  # all at once: the workers stay busy
         scored = []
@@ -120,7 +145,8 @@ def tune(norms=("none", "bn", "rn"), *, dataset="mnist-5k", model="small-cnn", p
         "rule": (f"stage 1: among lr x init x batch size at {epochs[0]} epochs, the highest validation accuracy of "
                  f"the worst of {seeds} seeds (then the best mean); stage 2: a longer budget only if its worst seed "
                  f"gains more than {100 * MIN_GAIN:g} points"),
-        "dataset": data.name, "model": model, "p": p, "validation_examples": len(x_val),
+        "dataset": data.name, "model": model, "p": p, "input_normalization": input_normalization,
+        "validation_examples": len(x_val),
         "split_sha256": fingerprint,
         "train_examples": len(x_train), "seeds": list(range(seeds)),
         "grid": {**{key: list(values) for key, values in grid.items()}, "epochs": list(epochs)},
@@ -137,11 +163,12 @@ def tune(norms=("none", "bn", "rn"), *, dataset="mnist-5k", model="small-cnn", p
     return result
 
 
-def _trial(model, norm, p, recipe, seed, train_data, val_data, num_classes):
+def _trial(model, norm, p, recipe, seed, train_data, val_data, num_classes, input_normalization=None):
     """Train one (recipe, seed) on the training images; its validation accuracy per epoch (a worker job)."""
     start = time.perf_counter()
     _, history = train_model(
-        lambda: models.build(model, norm, p, in_channels=train_data[0].shape[1], num_classes=num_classes),
+        lambda: models.build(model, norm, p, in_channels=train_data[0].shape[1], num_classes=num_classes,
+                             input_normalization=input_normalization),
         recipe, train_data, seed, val_data=val_data, progress=False)
     return {"norm": norm, **dataclasses.asdict(recipe), "seed": seed, "val_acc": history[-1]["val_acc"],
             "val_acc_per_epoch": [h["val_acc"] for h in history], "train_seconds": round(time.perf_counter() - start, 1)}
@@ -159,12 +186,13 @@ def _fingerprint(*arrays) -> str:
     return digest.hexdigest()
 
 
-def _reusable_trials(path, dataset, model, p, fingerprint) -> dict:
+def _reusable_trials(path, dataset, model, p, fingerprint, input_normalization=None) -> dict:
     """``{key: trial}`` of the recipes file ``path`` if it was made on the same data (the same images in the
-    same order), model, p and minirn version; else nothing."""
+    same order), model, input normalization, p and minirn version; else nothing."""
     previous = load_recipes(path) if path else {}
     same = (previous.get("dataset"), previous.get("model"), previous.get("p"), previous.get("split_sha256"),
-            previous.get("minirn")) == (dataset, model, p, fingerprint, minirn.__version__)
+            previous.get("input_normalization"), previous.get("minirn")) == (
+        dataset, model, p, fingerprint, input_normalization, minirn.__version__)
     if not same:
         return {}
     return {_trial_key(t["norm"], t, t["seed"]): {k: v for k, v in t.items() if k != "reused"}
@@ -179,12 +207,16 @@ def load_recipes(path=RECIPES_PATH) -> dict:
         return json.load(f)
 
 
-def tuned_recipe(norm, dataset, model, p, path=RECIPES_PATH):
-    """``(Recipe, source)``: the tuned recipe for this norm, or the defaults with the reason why."""
+def tuned_recipe(norm, dataset, model, p, path=None, input_normalization=None):
+    """``(Recipe, source)``: the tuned recipe for this norm, or the defaults with the reason why.
+
+    path: the recipes file (default :func:`recipes_path` of ``model``)."""
+    path = recipes_path(model) if path is None else path
     tuned = load_recipes(path)
     if not tuned:
         return Recipe(), f"defaults: no {os.path.basename(path)}"
-    for key, value in (("dataset", dataset), ("model", model)):
+    for key, value in (("dataset", dataset), ("model", model),
+                       ("input_normalization", input_normalization)):
         if tuned.get(key) != value:
             return Recipe(), f"defaults: the tuned recipes are for {key} {tuned.get(key)!r}, not {value!r}"
     if norm == "rn" and tuned.get("p") != p:

@@ -67,7 +67,8 @@ class FakeTraining:
     def __init__(self):
         self.calls = []
 
-    def build(self, name, norm="bn", p=None, *, in_channels, num_classes, device="cpu", init="torch"):
+    def build(self, name, norm="bn", p=None, *, in_channels, num_classes, device="cpu", init="torch",
+              input_normalization=None):
         return {"name": name, "norm": norm, "p": p, "in_channels": in_channels, "num_classes": num_classes}
 
     def train_model(self, build, recipe, train_data, seed=0, adversarial=None, **fit_options):
