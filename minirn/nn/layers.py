@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from minirn import backend
+from minirn.autograd.tensor import Tensor
 from minirn.nn import functional as F
 from minirn.nn import init
 from minirn.nn.module import Module, Parameter
@@ -156,6 +157,7 @@ class Normalize(Module):
             raise ValueError(f"Normalize({len(self.mean)} channels) expects input (N, {len(self.mean)}, H, W), "
                              f"got shape {tuple(x.shape)}")
         view = (1, len(self.mean), 1, 1)
+        x = x if isinstance(x, Tensor) else Tensor(x)  # an array (a batch of pixels) as well as a Tensor
         xp, device, dtype = backend.array_namespace(x.data), backend.device_of(x.data), x.data.dtype
         mean = xp.reshape(backend.to_device(self.mean, device, dtype), view)  # m, in x's dtype (NEP 50)
         std = xp.reshape(backend.to_device(self.std, device, dtype), view)    # s

@@ -180,6 +180,13 @@ def test_normalize_matches_reference_in_the_input_dtype(device, rng):
     assert layer.state_dict() == {}  # constants of the model, recorded in its description
 
 
+def test_normalize_takes_a_plain_array_as_every_other_layer_does(rng):
+    # training feeds batches as arrays; the layer first in a network must accept them
+    layer = nn.Normalize([0.1307], [0.3081])
+    x = rng.uniform(0.0, 1.0, size=(2, 1, 3, 3)).astype(np.float32)
+    np.testing.assert_allclose(to_numpy(layer(x)), (x - np.float32(0.1307)) / np.float32(0.3081), rtol=1e-6)
+
+
 def test_normalize_gradcheck_along_a_random_direction(device, rng):
     layer = nn.Normalize([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010])
     x = make_tensor(rng.uniform(0.0, 1.0, size=(2, 3, 4, 4)), device, requires_grad=True)
