@@ -14,6 +14,9 @@ check                                     passes when
 ``large_eps_reaches_zero``                the strong attack with a budget covering the box gives 0% accuracy
 ``pgd_at_least_as_strong_as_fgsm``        at most ``tolerance``·N examples fooled by FGSM survive PGD
 ``more_steps_and_restarts_change_little`` 2× the steps and one more restart lower accuracy by ≤ tolerance
+                                          (without a reported suite evaluation; with one, a finding)
+``suite_converged``                       a stronger suite lowers the *reported* robust accuracy (the
+                                          suite's, given as ``reported_robust``) by ≤ tolerance
 ``loss_increases``                        the PGD loss rises on most steps, and overall
 ``stronger_than_random_noise``            PGD beats ``noise_draws`` random perturbations of norm ε
 ``stronger_than_transfer``                white-box PGD beats PGD transferred from ``transfer_model``
@@ -30,6 +33,14 @@ vanishing gradient), which would make ``large_eps_reaches_zero`` fail for a reas
 attack's, not the model's.  The white-box side of ``gradient_free_not_stronger`` is the same
 strong attack at ε (with APGD-CE added).
 
+**Which convergence check.**  A reported number must be checked with the attack it came from.  When
+``reported_robust`` (the per-example result of a suite evaluation on these images, in these batches) and
+``stronger`` (a stronger ensemble, :func:`~minirn.attacks.suite.stronger_suite`) are given,
+``suite_converged`` re-attacks with the stronger ensemble and fails if it lowers the reported accuracy by
+more than ``tolerance``; PGD's own convergence (``more_steps_and_restarts_change_little``) then goes to
+``findings``, with PGD's gap to the suite: how far ``steps``-step PGD alone is from the reported number is a
+fact about PGD, not a fault of the evaluation.  Without them, the PGD check is the convergence check.
+
 Each attack runs once and its result is reused: the base PGD at ε is also the strong attack's
 PGD-CE at ε and, on the first batch, gives the loss per step for ``loss_increases``; the clean
 logits give the clean accuracy, ``model_is_alive`` and the first pass of ``deterministic_forward``.
@@ -44,10 +55,12 @@ from minirn import backend
 from minirn.attacks import geometry, objective
 from minirn.attacks.apgd import apgd
 from minirn.attacks.checks import check_int, prepare
+from minirn.attacks.evaluate import uses_batch_statistics
 from minirn.attacks.fgsm import fgsm
 from minirn.attacks.objective import mean, to_list
 from minirn.attacks.pgd import paper_step_size, pgd
 from minirn.attacks.square import square
+from minirn.attacks.suite import robust_accuracy
 
 #: A live model's clean accuracy is above this many times chance (1 / classes).
 ALIVE_ABOVE_CHANCE = 1.5
@@ -61,7 +74,7 @@ def is_alive(accuracy, distinct_classes, num_classes) -> bool:
 
 def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restarts=1, batch_size=None,
                   seed=0, transfer_model=None, noise_draws=20, tolerance=0.02, square_queries=1000, clip=(0.0, 1.0),
-                  progress=False):
+                  progress=False, reported_robust=None, stronger=None):
     """Run the gradient-masking checks at budget ``eps`` and report each with its numbers.
 
     x: (N, C, H, W) in ``clip``; y: (N,) labels.  PGD uses ``steps`` steps of ``alpha`` (by default
@@ -71,7 +84,10 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     for L2 that check is skipped).
     ``transfer_model``: a second, independently trained model; without it that check is skipped
     (``passed: None`` with a note).  Returns ``{"passed": bool, "checks": {name: {"passed": ...,
-    numbers...}}, "config": {...}}`` of plain Python types; ``passed`` is True when no check failed.
+    numbers...}}, "findings": {...}, "config": {...}}`` of plain Python types; ``passed`` is True when no check failed.
+    reported_robust: (N,) booleans, the reported suite evaluation's per-example result on x (same order and
+    batches), and stronger: the ensemble to re-attack with (a name of :data:`~minirn.attacks.SUITES` or a dict):
+    both or neither (see the module docstring).
     """
     x, labels, _, (low, high) = prepare("sanity_checks", x, y, clip, eps, alpha, steps, norm)
     seed = check_int("sanity_checks: seed", seed, minimum=0)
@@ -79,7 +95,11 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     batch_size = n if batch_size is None else check_int("sanity_checks: batch_size", batch_size)
     alpha = paper_step_size(eps) if alpha is None else alpha
     batches = [(x[s : s + batch_size, ...], labels[s : s + batch_size]) for s in range(0, n, batch_size)]
-    bar = tqdm(total=11, disable=not progress, desc="sanity checks")
+    if (reported_robust is None) != (stronger is None):
+        raise ValueError("sanity_checks: give reported_robust and stronger together (the suite's convergence check)")
+    if reported_robust is not None and len(reported_robust) != n:
+        raise ValueError(f"sanity_checks: reported_robust has {len(reported_robust)} entries for {n} examples")
+    bar = tqdm(total=12, disable=not progress, desc="sanity checks")
 
     def robust(attack, target=model):
         """Per example: still correctly classified by ``target`` after ``attack(batch_x, batch_y, b)``?"""
@@ -145,9 +165,20 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     bar.update(1)
 
     strong_acc = mean(robust(pgd_attack(eps, alpha, 2 * steps, restarts + 1)))
-    checks["more_steps_and_restarts_change_little"] = {
+    pgd_convergence = {
         "passed": base_acc - strong_acc <= tolerance, "pgd_accuracy": base_acc,
         "stronger_pgd_accuracy": strong_acc, "stronger_steps": 2 * steps, "stronger_restarts": restarts + 1}
+    findings = {}
+    if reported_robust is None:
+        checks["more_steps_and_restarts_change_little"] = pgd_convergence
+    else:
+        checks["suite_converged"] = _suite_converged(model, x, labels, eps, [bool(v) for v in reported_robust],
+                                                     stronger, norm, (low, high), batch_size, seed, tolerance)
+        reported = checks["suite_converged"]["reported_accuracy"]
+        findings["pgd_against_the_suite"] = {
+            **{k: v for k, v in pgd_convergence.items() if k != "passed"}, "eps": eps, "steps": steps, "restarts": restarts,
+            "more_steps_and_restarts_lower_pgd_by": base_acc - strong_acc, "suite_accuracy": reported,
+            "pgd_above_suite_by": base_acc - reported}
     bar.update(1)
 
     history = first_batch_losses[:steps]           # its first run: exactly a one-run PGD on batch 0 with seed
@@ -196,11 +227,41 @@ def sanity_checks(model, x, y, eps, *, norm="linf", steps=20, alpha=None, restar
     return {
         "passed": all(c["passed"] is not False for c in checks.values()),
         "checks": checks,
+        "findings": findings,
         "config": {"eps": eps, "norm": norm, "steps": steps, "alpha": alpha, "restarts": restarts,
                    "batch_size": batch_size, "seed": seed, "n_examples": n, "tolerance": tolerance,
                    "square_queries": square_queries,
                    "clean_accuracy": clean},
     }
+
+
+def _suite_converged(model, x, labels, eps, reported, stronger, norm, clip, batch_size, seed, tolerance):
+    """``suite_converged``: re-attack with the ``stronger`` ensemble; an example counts as robust only if both
+    the reported evaluation and the stronger one leave it correct.  Fails if that lowers the reported accuracy
+    by more than ``tolerance``.
+
+    A batch-independent model is re-attacked on the examples reported robust only (the others are already
+    counted as broken); a model with batch statistics on every example, in the reported evaluation's batches.
+    The random starts are seeded apart from the reported evaluation's (``seed + 1000 + b``).
+    """
+    n = x.shape[0]
+    if uses_batch_statistics(model):
+        index = list(range(n))
+    else:
+        index = [i for i, r in enumerate(reported) if r]
+    stronger_robust = [False] * n
+    if index:
+        xp = backend.array_namespace(x)
+        rows = backend.to_device(index, backend.device_of(x))
+        result = robust_accuracy(model, xp.take(x, rows, axis=0), xp.take(labels, rows, axis=0), eps, suite=stronger,
+                                 norm=norm, batch_size=batch_size, clip=clip, seed=seed + 1000, keep_per_example=True)
+        for i, r in zip(index, result["per_example"][0]):
+            stronger_robust[i] = r
+    both = [a and b for a, b in zip(reported, stronger_robust)]
+    reported_acc, stronger_acc = mean(reported), mean(both)
+    return {"passed": reported_acc - stronger_acc <= tolerance, "reported_accuracy": reported_acc,
+            "stronger_accuracy": stronger_acc, "stronger_suite": stronger, "examples": n,
+            "re_attacked": len(index), "lowered_by": reported_acc - stronger_acc}
 
 
 def _noise_attack(eps, norm, draws, seed, low, high, model):

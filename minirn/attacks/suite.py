@@ -62,6 +62,22 @@ SUITES = {
 }
 
 
+#: The next stronger ensemble of each, which :func:`minirn.attacks.sanity_checks` re-attacks with to ask whether a
+#: reported suite evaluation has converged; the standard suite's is itself with two restarts and twice Square's queries.
+STRONGER = {"smoke": "fast", "fast": "medium", "medium": "standard"}
+
+
+def stronger_suite(suite):
+    """The ensemble that checks ``suite`` (a name of :data:`SUITES`) for convergence: :data:`STRONGER`'s, or for
+    ``"standard"`` the standard suite with every APGD run restarted twice and 10,000 Square queries."""
+    if suite in STRONGER:
+        return STRONGER[suite]
+    if suite != "standard":
+        raise ValueError(f"no stronger suite is defined for {suite!r}; expected one of {', '.join(SUITES)}")
+    return {name: ({"queries": 2 * settings["queries"]} if name == "square" else {**settings, "restarts": 2})
+            for name, settings in SUITES["standard"].items()}
+
+
 def suite_attacks(suite="standard", attacks=None) -> dict:
     """``{name: settings}``: the named suite (or a dict), preceded by the extra ``attacks`` (names or a dict)."""
     if isinstance(suite, str):

@@ -27,9 +27,9 @@ ATTACKS = ("fgsm", "pgd", "bim", "mim", "cw", "apgd-ce", "apgd-dlr", "apgd-t", "
 
 
 #: What ``--full`` changes: the whole protocol (every test image, more budgets, AutoAttack's budgets, every variant).
-FULL = dict(eval_examples=1000, eps=(0.005, 0.01, 0.02, 0.05, 0.1), suite_eps=None, suite="standard", batch_suite=None,
-            eval_variants=("running", "batch", "running-mean"), sanity_examples=200, sanity_square_queries=1000,
-            curve_examples=500)
+FULL = dict(eval_examples=1000, eps=(0.005, 0.01, 0.02, 0.03, 0.05, 0.1), suite_eps=None, batch_suite_eps=None,
+            suite="standard", batch_suite=None, eval_variants=("running", "batch", "running-mean"), sanity_examples=256,
+            sanity_square_queries=1000, curve_examples=500)
 
 
 @dataclasses.dataclass
@@ -58,10 +58,14 @@ class ReproduceConfig:
     #: training images held out for validation (the accuracy-matched curve; tuning uses the same split)
     validation: int = 500
     attacks: tuple = ("fgsm", "pgd")
-    #: budgets (L∞, pixel units of [0, 1]) of ``attacks``; 0.005 is at the authors' scale (ε / σ ≈ 0.016)
-    eps: tuple = (0.005, 0.05)
-    #: budgets attacked by the suite too (None: all of ``eps``)
-    suite_eps: tuple | None = (0.05,)
+    #: budgets (L∞, pixel units of [0, 1]) of ``attacks``; 0.005 is at the authors' scale (ε / σ ≈ 0.016);
+    #: 0.01-0.03 is where the networks part
+    eps: tuple = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+    #: budgets attacked by the suite too, for models independent of the batch (None: all of ``eps``)
+    suite_eps: tuple | None = (0.01, 0.02, 0.05, 0.1)
+    #: budgets attacked by the suite for the batch-statistics variants, whose suite attacks every example of
+    #: each batch (None: ``suite_eps``); the headline budget (:meth:`headline_eps`) must be one of them
+    batch_suite_eps: tuple | None = (0.02, 0.05)
     pgd_steps: int = 10
     #: the attack ensemble whose per-example worst case is the "suite" column (minirn.attacks.SUITES), for
     #: models whose outputs do not depend on the batch (the suite then attacks only the examples still robust);
@@ -76,7 +80,9 @@ class ReproduceConfig:
     sanity_square_queries: int = 100
     eval_examples: int = 500
     eval_batch_size: int = 128
-    sanity_examples: int = 100
+    #: test examples of the sanity checks: the first evaluation batch, so that the suite's convergence check
+    #: (``suite_converged``) re-attacks, for batch statistics, the very batch the evaluation attacked
+    sanity_examples: int = 128
     #: validation images of the clean-vs-robust curve over training (seed 0 of each norm)
     curve_examples: int = 100
     device: str = "cpu"
@@ -111,7 +117,10 @@ class ReproduceConfig:
         """The suite's name for a model whose outputs depend on the batch (or not)."""
         return self.batch_suite if batch_dependent and self.batch_suite is not None else self.suite
 
-    def suite_budgets(self) -> list:
+    def suite_budgets(self, batch_dependent: bool = False) -> list:
+        """The budgets the suite attacks a model whose outputs depend on the batch (or not) at."""
+        if batch_dependent and self.batch_suite_eps is not None:
+            return list(self.batch_suite_eps)
         return list(self.eps) if self.suite_eps is None else list(self.suite_eps)
 
     def input_normalization_values(self) -> dict | None:
@@ -160,6 +169,10 @@ class ReproduceConfig:
         missing = [e for e in self.suite_budgets() if e not in self.eps]
         if missing or not self.suite_budgets():
             raise ValueError(f"--suite-eps must be a non-empty subset of --eps {list(self.eps)}, got {self.suite_eps}")
+        batch = self.suite_budgets(batch_dependent=True)
+        if any(e not in self.eps for e in batch) or self.headline_eps() not in batch:
+            raise ValueError(f"--batch-suite-eps must be a subset of --eps {list(self.eps)} that holds the headline "
+                             f"budget {self.headline_eps():g} (the middle of --suite-eps), got {self.batch_suite_eps}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if self.init is not None and self.init not in models.INITS:
@@ -201,7 +214,8 @@ def preset_config(name, **overrides) -> ReproduceConfig:
 
 def quick_config(**overrides) -> ReproduceConfig:
     """A tiny run for smoke tests (``--quick``): sklearn's 8x8 digits, 2 epochs, 2 seeds, few examples."""
-    base = dict(dataset="digits", epochs=2, batch_size=32, lr=0.2, seeds=2, eps=(0.1, 0.3), suite_eps=None, pgd_steps=3, eval_examples=96,
+    base = dict(dataset="digits", epochs=2, batch_size=32, lr=0.2, seeds=2, eps=(0.1, 0.3), suite_eps=None,
+                batch_suite_eps=None, pgd_steps=3, eval_examples=96,
                 eval_batch_size=48, sanity_examples=48, suite="smoke", batch_suite=None, sanity_square_queries=20, validation=100,
                 curve_examples=48, out="results-quick", quick=True)
     base.update(overrides)

@@ -60,11 +60,13 @@ def accuracy_vs_eps(summary, attacks, eps_list, path=None, *, seeds=None, exampl
     seeds: number of seeds (default: the largest ``row["seeds"]``); examples: attacked test images per seed;
     title: what was run (e.g. ``"mnist-5k, small-cnn"``), put before the counts in the figure's title.
 
-    Points are the mean over seeds and error bars ±1 sample standard deviation (ddof = 1); the lines of the
-    variants are shifted slightly along ε and drawn with different markers so that none hides another.
-    Each line starts at the clean accuracy (ε = 0) and has a point at every ε of ``eps_list`` that its row
-    has a column for (the suite usually runs at fewer budgets than FGSM and PGD); a row with no column
-    for an attack is left off that panel.
+    Points are the mean over seeds and error bars ±1 sample standard deviation (ddof = 1), at the budgets
+    attacked and nowhere else: no line joins them, since nothing was measured between two budgets, and the
+    budgets sit at equal spacing (a categorical axis, labelled with ε), so that 0.005-0.03, where the networks
+    part, is as wide as 0.03-0.1.  The variants are shifted slightly sideways and drawn with different markers
+    so that none hides another.  Each row has a point at ε = 0 (the clean accuracy) and at every ε of
+    ``eps_list`` that it has a column for (the suite usually runs at fewer budgets than FGSM and PGD, and at
+    fewer for the 'batch' rows); a row with no column for an attack is left off that panel.
     One legend for all panels sits below them.
     """
     if seeds is None:
@@ -72,10 +74,9 @@ def accuracy_vs_eps(summary, attacks, eps_list, path=None, *, seeds=None, exampl
     width = max(5.5, 4.6 * len(attacks) + 0.4)
     fig = Figure(figsize=(width, 4.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(attacks), squeeze=False, sharey=True)[0])
-    eps_axis = np.array([0.0, *eps_list])
-    gaps = np.diff(np.sort(eps_axis))
-    dodge = 0.35 * float(gaps[gaps > 0].min()) if np.any(gaps > 0) else 0.0  # total spread of the offsets
-    offsets = np.linspace(-dodge / 2, dodge / 2, len(summary)) if len(summary) > 1 else np.zeros(1)
+    eps_axis = [0.0, *eps_list]
+    position = {e: i for i, e in enumerate(eps_axis)}                  # budget -> its slot on the axis
+    offsets = np.linspace(-0.3, 0.3, len(summary)) if len(summary) > 1 else np.zeros(1)
     for ax, attack in zip(axes, attacks):
         attacked_at = set()
         for index, row in enumerate(summary):
@@ -84,19 +85,20 @@ def accuracy_vs_eps(summary, attacks, eps_list, path=None, *, seeds=None, exampl
             if not present or "clean" not in row:
                 continue
             attacked_at.update(e for e, _ in present)
-            x = np.array([0.0] + [e for e, _ in present])
+            x = np.array([position[0.0]] + [position[e] for e, _ in present], dtype=float)
             cols = ["clean"] + [c for _, c in present]
             mean = 100 * np.array([row[c][0] for c in cols])
             std = 100 * np.array([row[c][1] for c in cols])
-            color, marker, linestyle = _variant_style(row["variant"], index)
-            ax.errorbar(x + offsets[index], mean, yerr=std, color=color, marker=marker, linestyle=linestyle,
+            color, marker, _ = _variant_style(row["variant"], index)
+            ax.errorbar(x + offsets[index], mean, yerr=std, color=color, marker=marker, linestyle="none",
                         markersize=5, capsize=3, linewidth=1.4, alpha=0.9, label=row["variant"])
         name = "suite: per-example worst case" if attack == "suite" else f"{attack.upper()}"
         if attacked_at and len(attacked_at) < len(eps_list):
             name += f"\n(attacked at ε = {', '.join(f'{e:g}' for e in sorted(attacked_at))} only)"
         ax.set_title(name)
-        ax.set_xlabel("ε (L∞, images in [0, 1])")
-        ax.set_xticks(eps_axis, [f"{e:g}" for e in eps_axis])
+        ax.set_xlabel("ε (L∞, images in [0, 1]; budgets equally spaced)")
+        ax.set_xticks(range(len(eps_axis)), [f"{e:g}" for e in eps_axis])
+        ax.set_xlim(-0.6, len(eps_axis) - 0.4)
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")

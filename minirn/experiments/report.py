@@ -102,13 +102,14 @@ def markdown_table(summary, attacks, eps_list, batch_size, suite="", suite_text=
     The first table has one row per model/norm/eval statistics; the second, for the rows whose
     predictions use batch statistics, sets the per-example worst case beside the realisable one.
     """
-    cols = [c for c in columns(attacks, eps_list, table=True) if all(c in row for row in summary)]
+    # a column any row has (the suite attacks the 'batch' rows at fewer budgets: "–" marks a budget not attacked)
+    cols = [c for c in columns(attacks, eps_list, table=True) if any(c in row for row in summary)]
     if not any(c.startswith("suite@") for c in cols):  # no suite: show the attacks' own worst case instead
         cols += [c for c in (f"worst@{e:g}" for e in eps_list) if len(attacks) > 1 and all(c in row for row in summary)]
     header = "| model | norm / eval statistics | " + " | ".join(cols) + " |"
     lines = [header, "|" + "---|" * (len(cols) + 2)]
     for row in summary:
-        cells = [_cell(row[c]) for c in cols]
+        cells = [_cell(row[c]) if c in row else NOT_ATTACKED for c in cols]
         lines.append(f"| {row['model']} | {row['variant']} | " + " | ".join(cells) + " |")
     seeds = max((row["seeds"] for row in summary), default=0)
     excluded = [f"{row['variant']} seed(s) {', '.join(map(str, row['excluded']))}" for row in summary if row.get("excluded")]
@@ -121,11 +122,11 @@ def markdown_table(summary, attacks, eps_list, batch_size, suite="", suite_text=
         + (f" 'suite' is the per-example worst case over {suite_text}." if suite_text else
            f" 'suite' is the per-example worst case over the attacks of the suite ({suite})." if suite else "")
         + (f" **Left out because the model did not learn: {'; '.join(excluded)}.**" if excluded else "")
+        + (f" {NOT_ATTACKED}: not attacked at that budget." if any(c not in row for row in summary for c in cols) else "")
     )
-    suite_eps = [e for e in eps_list if any(f"realisable@{e:g}" in row for row in summary)]
-    batch_rows = [row for row in summary if "batch" in row["variant"] and suite_eps
-                  and all(f"realisable@{e:g}" in row for e in suite_eps)]
-    if batch_rows:
+    batch_rows = [row for row in summary if "batch" in row["variant"]]
+    suite_eps = [e for e in eps_list if batch_rows and all(f"realisable@{e:g}" in row for row in batch_rows)]
+    if batch_rows and suite_eps:
         pairs = [c for e in suite_eps for c in (f"suite@{e:g}", f"realisable@{e:g}")]
         lines += ["", "| model | norm / eval statistics | " + " | ".join(pairs) + " |", "|" + "---|" * (len(pairs) + 2)]
         for row in batch_rows:
@@ -136,6 +137,10 @@ def markdown_table(summary, attacks, eps_list, batch_size, suite="", suite_text=
                       "batch, the worst batch actually submitted (the clean batch, one attack's, or the batch "
                       "assembled from each example's worst case). The first table uses the per-example figure."]
     return "\n".join(lines)
+
+
+#: The cell of a budget a row was not attacked at.
+NOT_ATTACKED = "–"
 
 
 def _cell(pair) -> str:
@@ -180,6 +185,44 @@ def suite_description(config) -> str:
             f"attack perturbs every example of each fixed batch, the {_suite_budgets(batch_suite)}")
 
 
+def _convergence_lines(results) -> list:
+    """The suite's convergence check and PGD's distance from the suite, per row (mean over seeds), in Markdown."""
+    rows = {}
+    for run in results["runs"]:
+        for variant in run["variants"]:
+            sanity = variant.get("sanity", {})
+            check = sanity.get("checks", {}).get("suite_converged")
+            finding = sanity.get("findings", {}).get("pgd_against_the_suite")
+            if check is None or finding is None:
+                continue
+            rows.setdefault(variant_label(run["norm"], variant["eval_stats"]), []).append((check, finding))
+    if not rows:
+        return []
+    first_check, first_finding = next(iter(rows.values()))[0]
+    steps, eps = first_finding["steps"], first_finding["eps"]
+    lines = ["", f"### Has the reported evaluation converged? And how far is PGD-{steps} from it?", "",
+             f"`suite_converged` re-attacks the reported suite result at ε = {eps:g} on the sanity checks' "
+             f"{first_check['examples']} images with the next stronger suite and fails if that lowers the reported "
+             f"accuracy by more than 2 points. PGD-{steps}'s distance from the reported number is a finding about "
+             "PGD, not a check of the evaluation.", "",
+             f"| norm / eval statistics | reported (%) | stronger suite | after it (%) | PGD-{steps} (%) | "
+             f"PGD-{2 * steps}, 2 restarts (%) | PGD-{steps} above the reported (points) |",
+             "|---|---|---|---|---|---|---|"]
+
+    def avg(values):
+        return f"{100 * float(np.mean(values)):.1f}"
+
+    for label, pairs in rows.items():
+        stronger = pairs[0][0]["stronger_suite"]
+        lines.append(f"| {label} | {avg([c['reported_accuracy'] for c, _ in pairs])} | "
+                     f"{stronger if isinstance(stronger, str) else 'standard, restarted'} | "
+                     f"{avg([c['stronger_accuracy'] for c, _ in pairs])} | "
+                     f"{avg([f['pgd_accuracy'] for _, f in pairs])} | {avg([f['stronger_pgd_accuracy'] for _, f in pairs])} | "
+                     f"{avg([f['pgd_above_suite_by'] for _, f in pairs])} |")
+    lines += ["", f"Mean over the {max(len(p) for p in rows.values())} seeds."]
+    return lines
+
+
 def results_markdown(results) -> str:
     """The whole report of a ``reproduce`` run, from its ``results.json`` contents alone."""
     config, summary = results["config"], results["summary"]
@@ -194,7 +237,12 @@ def results_markdown(results) -> str:
             for norm, r in results["recipes"].items()]
     out += ["", "## Budgets", "", "| ε (pixels, [0, 1]) | ε in the authors' units (÷ σ) | attacks |", "|---|---|---|"]
     for b in results["budgets"]:
-        attacks = ", ".join(config["attacks"]) + (f" and the {suite_label}" if b["suite"] else "")
+        attacks = ", ".join(config["attacks"])
+        batch_too = b.get("batch_suite", b["suite"])
+        if b["suite"] and batch_too:
+            attacks += f" and the {suite_label}"
+        elif b["suite"] or batch_too:
+            attacks += f" and the {suite_label}, " + ("not for 'batch' rows" if b["suite"] else "for 'batch' rows only")
         normalised = "n/a" if b["normalised"] is None else f"{b['normalised']:g}"
         out.append(f"| {b['eps']:g} | {normalised} | {attacks} |")
     out += ["", "The authors apply ε to mean/std-normalised images (their defaults 0.004 and 0.008, and 0.02 in one "
@@ -215,6 +263,7 @@ def results_markdown(results) -> str:
     out += [f"- {name}" for name in results["not_learned"]] or ["None: every model learned."]
     out += ["", "## Sanity checks (every model and eval-statistics variant)", ""]
     out += [f"- FAILED {line}" for line in results["sanity_failures"]] or ["All passed."]
+    out += _convergence_lines(results)
     out += ["", "## Robustness over training (seed 0, validation images, running statistics)", "",
             "| norm | epoch | clean (%) | PGD-margin (%) |", "|---|---|---|---|"]
     for run in results["runs"]:

@@ -35,6 +35,7 @@ from minirn import backend, serialization
 from minirn.attacks import evaluate, madry_step_size, pgd, robust_accuracy, sanity_checks
 from minirn.attacks.evaluate import uses_batch_statistics
 from minirn.attacks.sanity import ALIVE_ABOVE_CHANCE, is_alive
+from minirn.attacks.suite import stronger_suite
 from minirn.data import load_dataset, validation_split
 from minirn.experiments import figures, report
 from minirn.experiments.config import (  # noqa: F401 (public here too)
@@ -120,6 +121,7 @@ def run(config: ReproduceConfig, log=print) -> dict:
         "versions": _versions(),
         "recipes": {norm: {**dataclasses.asdict(recipe), "source": source} for norm, (recipe, source) in recipes.items()},
         "budgets": budgets(config),
+        "headline_eps": config.headline_eps(),  # of the scorecard, the sanity checks and the training curve
         "eval_batch_size": config.eval_batch_size,
         "eval_examples": len(x_eval),
         "runs": runs,
@@ -157,9 +159,11 @@ def _model(config, data, norm, state):
 
 
 def budgets(config) -> list:
-    """Each ε in pixel units and in the authors' units (ε on mean/std-normalised images)."""
+    """Each ε in pixel units and in the authors' units (ε on mean/std-normalised images), and which rows the
+    suite attacks at it (``suite``: the batch-independent ones; ``batch_suite``: the batch-statistics ones)."""
     std = AUTHORS_PIXEL_STD.get(config.dataset)
-    return [{"eps": eps, "normalised": None if std is None else round(eps / std, 4), "suite": eps in config.suite_budgets()}
+    return [{"eps": eps, "normalised": None if std is None else round(eps / std, 4), "suite": eps in config.suite_budgets(),
+             "batch_suite": eps in config.suite_budgets(batch_dependent=True)}
             for eps in config.eps]
 
 
@@ -263,17 +267,22 @@ def _evaluate_job(config, norm, seed, eval_stats, state, transfer_state):
     for m in (model, transfer):
         if eval_stats is not None and m is not None:
             set_norm_eval_stats(m, *eval_stats)
-    suite_eps, other_eps = config.suite_budgets(), [e for e in config.eps if e not in config.suite_budgets()]
-    suite_name = config.suite_for(uses_batch_statistics(model))
+    batch_dependent = uses_batch_statistics(model)
+    suite_eps = config.suite_budgets(batch_dependent)
+    other_eps = [e for e in config.eps if e not in suite_eps]
+    suite_name = config.suite_for(batch_dependent)
     suite = robust_accuracy(model, x_eval, y_eval, suite_eps, suite=suite_name, attacks=attack_settings(config),
                             batch_size=config.eval_batch_size, seed=seed, keep_per_example=True)
     others = (evaluate(model, x_eval, y_eval, attack_settings(config), other_eps, batch_size=config.eval_batch_size,
                        seed=seed, progress=False) if other_eps else None)
-    eps = config.headline_eps()
+    eps, k = config.headline_eps(), config.sanity_examples
+    # the convergence check re-attacks the reported suite result at the headline ε with the next stronger suite
+    reported = suite["per_example"][suite["eps"].index(eps)][:k]
     sanity = sanity_checks(
-        model, x_eval[: config.sanity_examples], y_eval[: config.sanity_examples], eps, steps=config.pgd_steps,
+        model, x_eval[:k], y_eval[:k], eps, steps=config.pgd_steps,
         alpha=madry_step_size(eps, config.pgd_steps), transfer_model=transfer, batch_size=config.eval_batch_size,
-        seed=seed, progress=False, square_queries=config.sanity_square_queries)
+        seed=seed, progress=False, square_queries=config.sanity_square_queries, reported_robust=reported,
+        stronger=stronger_suite(suite_name))
     variant = {"eval_stats": list(eval_stats) if eval_stats else None, "suite_name": suite_name,
                "accuracy": _flatten_accuracy(config, suite, others), "suite": suite, "others": others,
                "sanity": sanity, "seconds": _seconds(start)}

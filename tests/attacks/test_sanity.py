@@ -88,3 +88,56 @@ def test_the_white_box_side_reuses_the_base_pgd(digits, monkeypatch):
     model, x, y = digits
     attacks.sanity_checks(model, x, y, 0.1, batch_size=30, **CHEAP)
     assert len(calls) == len(set(calls))
+
+
+# --- suite_converged: the convergence check of the reported (suite) evaluation ---------------------------------
+def test_suite_converged_fails_when_the_reported_result_missed_what_a_stronger_suite_finds(digits):
+    """Reported flags that call every correct example robust at ε = 0.1 (an evaluation that did not converge):
+    the fast suite breaks many of them, so the check fails; PGD's own convergence becomes a finding."""
+    model, x, y = digits
+    reported = predictions(model, x) == y
+    report = attacks.sanity_checks(model, x, y, 0.1, reported_robust=reported, stronger="fast", **CHEAP)
+    check = report["checks"]["suite_converged"]
+    assert check["passed"] is False and report["passed"] is False
+    assert check["reported_accuracy"] == pytest.approx(np.mean(reported))
+    assert check["lowered_by"] > 0.02 and check["re_attacked"] == int(np.sum(reported))  # the robust ones only
+    assert "more_steps_and_restarts_change_little" not in report["checks"]
+    finding = report["findings"]["pgd_against_the_suite"]
+    assert finding["suite_accuracy"] == check["reported_accuracy"]
+    assert finding["pgd_above_suite_by"] == pytest.approx(finding["pgd_accuracy"] - check["reported_accuracy"])
+
+
+def test_suite_converged_passes_when_the_reported_result_is_a_stronger_suites(digits):
+    """Reported flags from the medium suite itself: re-attacking them with the fast suite (weaker) finds at most
+    a few more (tolerance 2 points)."""
+    model, x, y = digits
+    reported = attacks.robust_accuracy(model, x, y, 0.1, suite="medium", batch_size=30, keep_per_example=True)
+    flags = reported["per_example"][0]
+    report = attacks.sanity_checks(model, x, y, 0.1, batch_size=30, reported_robust=flags, stronger="fast", **CHEAP)
+    check = report["checks"]["suite_converged"]
+    assert check["passed"] is True and check["reported_accuracy"] == pytest.approx(reported["robust_accuracy"][0])
+    assert check["stronger_accuracy"] <= check["reported_accuracy"]
+
+
+def test_without_a_reported_suite_the_pgd_check_is_the_convergence_check(digits):
+    model, x, y = digits
+    report = attacks.sanity_checks(model, x, y, 0.1, **CHEAP)
+    assert "more_steps_and_restarts_change_little" in report["checks"] and "suite_converged" not in report["checks"]
+    assert report["findings"] == {}
+
+
+def test_the_suite_check_needs_both_the_reported_result_and_the_stronger_suite(digits):
+    model, x, y = digits
+    with pytest.raises(ValueError, match="together"):
+        attacks.sanity_checks(model, x, y, 0.1, reported_robust=[True] * len(y), **CHEAP)
+    with pytest.raises(ValueError, match="entries"):
+        attacks.sanity_checks(model, x, y, 0.1, reported_robust=[True], stronger="fast", **CHEAP)
+
+
+def test_stronger_suite_goes_up_one_step_and_restarts_the_standard_one():
+    from minirn.attacks.suite import stronger_suite
+    assert [stronger_suite(s) for s in ("smoke", "fast", "medium")] == ["fast", "medium", "standard"]
+    strongest = stronger_suite("standard")
+    assert strongest["apgd-ce"]["restarts"] == 2 and strongest["square"]["queries"] == 10000
+    with pytest.raises(ValueError, match="no stronger suite"):
+        stronger_suite("nonsense")

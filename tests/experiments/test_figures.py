@@ -73,8 +73,13 @@ def test_accuracy_vs_eps_lines_do_not_coincide_and_show_the_spread():
         for i in range(len(xs)):
             for j in range(i + 1, len(xs)):
                 assert np.all(np.abs(np.asarray(xs[i]) - np.asarray(xs[j])) > 1e-4)  # offset along ε
-        markers = {(c.lines[0].get_marker(), c.lines[0].get_linestyle(), c.lines[0].get_color()) for c in containers}
-        assert len(markers) == len(VARIANTS)  # each line its own look
+        markers = {(c.lines[0].get_marker(), c.lines[0].get_color()) for c in containers}
+        assert len(markers) == len(VARIANTS)  # each variant its own look
+        # points only: no line suggests accuracies between two budgets, which were never measured
+        assert all(c.lines[0].get_linestyle() == "None" for c in containers)
+        # the budgets sit at equal spacing, labelled with their ε
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", *(f"{e:g}" for e in EPS)]
+        assert list(ax.get_xticks()) == list(range(len(EPS) + 1))
         # the error bars span ±std (in %) around the mean: 0.5 ± 0.05 at the first ε
         segments = containers[1].lines[2][0].get_segments()
         low, high = segments[1][0][1], segments[1][1][1]
@@ -249,7 +254,7 @@ def test_accuracy_vs_eps_draws_the_suite_at_the_budgets_it_was_run_at():
     for container in suite_ax.containers:
         x, y = container.lines[0].get_xdata(), container.lines[0].get_ydata()
         offset = x[0]  # the variant's shift along ε
-        assert np.asarray(x) - offset == pytest.approx([0.0, 0.1])  # clean and the one suite ε
+        assert np.asarray(x) - offset == pytest.approx([0.0, EPS.index(0.1) + 1])  # clean and the one suite ε's slot
         assert np.asarray(y) == pytest.approx([90.0, 25.0])  # clean 0.9, suite@0.1 = 0.5 / 2
     assert "0.1 only" in suite_ax.get_title()
     # the other panels keep every ε, and their titles say nothing about missing budgets

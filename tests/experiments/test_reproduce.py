@@ -11,6 +11,7 @@ from scipy import stats
 
 from minirn import cli, runs, serialization
 from minirn.attacks import madry_step_size, pgd
+from minirn.attacks.suite import stronger_suite
 from minirn.data import load_dataset
 from minirn.experiments import report, reproduce
 from minirn.experiments.config import ReproduceConfig, quick_config
@@ -133,14 +134,33 @@ def test_budgets_in_the_authors_units_for_mnist():
 
 
 def test_budgets_of_digits_have_no_authors_units():
-    budgets = reproduce.budgets(ReproduceConfig(dataset="digits", eps=(0.1, 0.3), suite_eps=None))
-    assert budgets == [{"eps": 0.1, "normalised": None, "suite": True}, {"eps": 0.3, "normalised": None, "suite": True}]
+    budgets = reproduce.budgets(ReproduceConfig(dataset="digits", eps=(0.1, 0.3), suite_eps=None, batch_suite_eps=None))
+    assert budgets == [{"eps": 0.1, "normalised": None, "suite": True, "batch_suite": True},
+                       {"eps": 0.3, "normalised": None, "suite": True, "batch_suite": True}]
+
+
+def test_the_default_run_attacks_enough_budgets_for_a_curve():
+    """FGSM and PGD at ≥ 5 budgets from 0.005 to 0.1 (0.01, 0.02, 0.03 among them), the suite at ≥ 4 for the
+    batch-independent rows and ≥ 2 for the 'batch' rows, the headline 0.05 among all of them."""
+    config = ReproduceConfig()
+    assert len(config.eps) >= 5 and min(config.eps) == 0.005 and max(config.eps) == 0.1
+    assert {0.01, 0.02, 0.03} <= set(config.eps)
+    assert len(config.suite_budgets()) >= 4 and len(config.suite_budgets(batch_dependent=True)) >= 2
+    assert config.headline_eps() == 0.05 and 0.05 in config.suite_budgets(batch_dependent=True)
+    budgets = reproduce.budgets(config)
+    assert [b["eps"] for b in budgets if b["batch_suite"]] == [0.02, 0.05]
+
+
+@pytest.mark.parametrize("batch_suite_eps", [(0.02,), (0.02, 0.07)])
+def test_batch_suite_budgets_must_hold_the_headline_and_be_attacked(batch_suite_eps):
+    with pytest.raises(ValueError, match="--batch-suite-eps"):
+        ReproduceConfig(batch_suite_eps=batch_suite_eps).validate()
 
 
 def test_results_record_the_run_budgets(finished):
     _, results, _ = finished
-    assert results["budgets"] == [{"eps": 0.1, "normalised": None, "suite": False},
-                                  {"eps": 0.3, "normalised": None, "suite": True}]
+    assert results["budgets"] == [{"eps": 0.1, "normalised": None, "suite": False, "batch_suite": False},
+                                  {"eps": 0.3, "normalised": None, "suite": True, "batch_suite": True}]
 
 
 # --- per variant ------------------------------------------------------------------------------------------------
@@ -203,6 +223,14 @@ def test_sanity_checks_run_on_every_model_and_variant(finished):
         assert sanity["config"]["square_queries"] == config.sanity_square_queries
         assert sanity["config"]["seed"] == run["seed"]
         assert len(sanity["checks"]) == 11
+        # the convergence check tests the reported suite result (its first 24 examples at the headline ε) with the
+        # next stronger suite; PGD's own convergence is a finding beside it
+        check = sanity["checks"]["suite_converged"]
+        k = variant["suite"]["eps"].index(0.3)
+        assert check["reported_accuracy"] == pytest.approx(np.mean(variant["suite"]["per_example"][k][:24]))
+        assert check["stronger_suite"] == stronger_suite(variant["suite_name"]) and check["examples"] == 24
+        assert "more_steps_and_restarts_change_little" not in sanity["checks"]
+        assert sanity["findings"]["pgd_against_the_suite"]["suite_accuracy"] == check["reported_accuracy"]
         transfer = sanity["checks"]["stronger_than_transfer"]   # two seeds: the other seed's model is the source
         assert transfer["passed"] is not None and "transfer_accuracy" in transfer, seen[-1]
         assert sanity["passed"] == all(c["passed"] is not False for c in sanity["checks"].values())

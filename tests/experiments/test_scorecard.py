@@ -95,3 +95,27 @@ def test_robustness_bought_with_clean_accuracy_is_only_partly_the_claim():
     v = _verdicts(_results(none=(0.4,) * 3, bn_running=(0.02, 0.03, 0.02), bn_batch=(0.4, 0.41, 0.42),
                            rn_running=(0.10, 0.11, 0.12), clean_rn=(0.90, 0.91, 0.90), clean_bn=(0.96, 0.97, 0.96)))
     assert v[4] == "partly" and v[3] == "inconclusive"
+
+
+def test_the_headline_budget_is_the_one_results_json_names():
+    """A run with the suite at several budgets: the scorecard reads the headline ε, not the largest."""
+    results = _results(none=(0.4,) * 3, bn_running=(0.02,) * 3, bn_batch=(0.05,) * 3, rn_running=(0.1,) * 3)
+    results["budgets"].append({"eps": 0.1, "suite": True})
+    results["headline_eps"] = 0.05
+    assert all("ε = 0.05" in row["measured"] for row in scorecard(results))
+
+
+def test_two_architectures_side_by_side_and_where_their_verdicts_differ():
+    small = _results(none=(0.40, 0.42, 0.41), bn_running=(0.02, 0.03, 0.02), bn_batch=(0.05, 0.06, 0.05),
+                     rn_running=(0.10, 0.11, 0.12), attack_shift=(0.30, 0.31, 0.32), noise_shift=(0.1, 0.1, 0.11))
+    resnet = _results(none=(0.02, 0.30, 0.10), bn_running=(0.02, 0.03, 0.02), bn_batch=(0.05, 0.06, 0.05),
+                      rn_running=(0.10, 0.11, 0.12), attack_shift=(0.30, 0.31, 0.32), noise_shift=(0.1, 0.1, 0.11))
+    resnet["config"] = {**resnet["config"], "model": "resnet8"}
+    text = scorecard_markdown(small, resnet)
+    for a, b in zip(scorecard(small), scorecard(resnet)):
+        assert (f"| {a['claim']} | {a['paper']} | {a['measured']} | **{a['verdict']}** | {b['measured']} | "
+                f"**{b['verdict']}** | {a['caveat']} |") in text
+    # none's robustness differs: claims 1 and 3 (both compare with no norm) change verdict, 2 and 4 do not
+    assert ("disagree on claim 1 (m: reproduced, resnet8: inconclusive); claim 3 (m: not supported, resnet8: "
+            "inconclusive).") in text
+    assert "agree on every verdict" in scorecard_markdown(small, small)
