@@ -261,6 +261,10 @@ def results_markdown(results) -> str:
                 out.append(f"| {row['variant']} | {col} | {per_seed or 'n/a'} | {_cell(row[col])} | {interval} |")
     out += ["", "## Models that did not learn", ""]
     out += [f"- {name}" for name in results["not_learned"]] or ["None: every model learned."]
+    expected = results["config"].get("expected_clean_accuracy")
+    if expected is not None:
+        out += ["", f"## Models below the expected {100 * expected:g}% clean test accuracy (kept in the means, flagged)", ""]
+        out += [f"- {line}" for line in results.get("not_converged", [])] or ["None: every model reached it."]
     out += ["", "## Sanity checks (every model and eval-statistics variant)", ""]
     out += [f"- FAILED {line}" for line in results["sanity_failures"]] or ["All passed."]
     out += _convergence_lines(results)

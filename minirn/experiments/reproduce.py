@@ -126,6 +126,9 @@ def run(config: ReproduceConfig, log=print) -> dict:
         "eval_examples": len(x_eval),
         "runs": runs,
         "not_learned": [f"{r['norm']} seed {r['seed']}" for r in runs if not r["learned"]["passed"]],
+        "not_converged": [f"{r['norm']} seed {r['seed']}: clean {100 * r['test_acc']:.1f}% < "
+                          f"{100 * config.expected_clean_accuracy:g}%" for r in runs
+                          if config.expected_clean_accuracy is not None and r["test_acc"] < config.expected_clean_accuracy],
         "summary": summary,
         "sanity_failures": _sanity_failures(runs),
     }

@@ -213,3 +213,14 @@ def test_results_markdown_names_both_suites_when_batch_rows_get_another():
     data["config"]["batch_suite"] = None  # one suite for every row: named once
     text = "\n".join(section(report.results_markdown(data), "Accuracy"))
     assert "pgd and the medium suite (" in text and "fast suite" not in text
+
+
+def test_results_markdown_flags_models_below_the_expected_clean_accuracy():
+    data = results()
+    assert "expected" not in report.results_markdown(data)  # no expectation: no section
+    data["config"]["expected_clean_accuracy"] = 0.95
+    data["not_converged"] = ["bn seed 1: clean 80.0% < 95%"]
+    flagged = section(report.results_markdown(data), "Models below the expected 95% clean test accuracy (kept in the means, flagged)")
+    assert "- bn seed 1: clean 80.0% < 95%" in flagged
+    data["not_converged"] = []
+    assert "None: every model reached it." in report.results_markdown(data)
