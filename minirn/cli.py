@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     _option(rep, "--suite-eps", type=_positive_floats,
             text="the budgets (a subset of --eps) the suite attacks too; with --eps alone: every ε given")
     _option(rep, "--batch-suite-eps", type=_positive_floats,
-            text="the budgets the suite attacks the 'batch' rows at (holding the middle of --suite-eps); with "
+            text="the budgets the suite attacks the 'batch' rows at (holding the headline budget); with "
                  "--eps or --suite-eps alone: the same as --suite-eps")
     _option(rep, "--sanity-examples", type=_positive_int, text="test examples of the sanity checks (every model)")
     _option(rep, "--validation", type=_positive_int, text="training images held out for validation")
@@ -312,6 +312,8 @@ def _config(args, **fields) -> ReproduceConfig:
         given["suite_eps"] = None  # the budgets asked for are attacked at full strength
     if ("eps" in given or "suite_eps" in given) and "batch_suite_eps" not in given:
         given["batch_suite_eps"] = None  # the batch rows too
+    if ("eps" in given or "suite_eps" in given) and "headline" not in given:
+        given["headline"] = None  # the middle of the suite's budgets
     if getattr(args, "quick", False) and getattr(args, "full", False):
         raise ValueError("--quick and --full contradict each other; pick one")
     if getattr(args, "preset", None) is not None:

@@ -56,6 +56,7 @@ from minirn.autograd.tensor import Tensor
 #: The ensembles, in the order they run (cheap and strong first, as in AutoAttack).
 SUITES = {
     "standard": {"apgd-ce": {"steps": 100}, "apgd-t": {"steps": 100, "n_targets": 9}, "square": {"queries": 5000}},
+    "strong": {"apgd-ce": {"steps": 100}, "apgd-t": {"steps": 100, "n_targets": 9}, "square": {"queries": 1000}},
     "medium": {"apgd-ce": {"steps": 100}, "apgd-t": {"steps": 50, "n_targets": 3}, "square": {"queries": 100}},
     "fast": {"apgd-ce": {"steps": 20}, "apgd-t": {"steps": 10, "n_targets": 2}, "square": {"queries": 100}},
     "smoke": {"apgd-ce": {"steps": 4}, "apgd-t": {"steps": 4, "n_targets": 2}, "square": {"queries": 20}},  # tests only
@@ -64,7 +65,9 @@ SUITES = {
 
 #: The next stronger ensemble of each, which :func:`minirn.attacks.sanity_checks` re-attacks with to ask whether a
 #: reported suite evaluation has converged; the standard suite's is itself with two restarts and twice Square's queries.
-STRONGER = {"smoke": "fast", "fast": "medium", "medium": "standard"}
+#: ``strong`` has AutoAttack's APGD budgets and a fifth of its Square queries: the medium suite's check, cheap enough
+#: for the default run (the gradient-free side has its own check, ``gradient_free_not_stronger``).
+STRONGER = {"smoke": "fast", "fast": "medium", "medium": "strong", "strong": "standard"}
 
 
 def stronger_suite(suite):

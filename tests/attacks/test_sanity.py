@@ -136,7 +136,7 @@ def test_the_suite_check_needs_both_the_reported_result_and_the_stronger_suite(d
 
 def test_stronger_suite_goes_up_one_step_and_restarts_the_standard_one():
     from minirn.attacks.suite import stronger_suite
-    assert [stronger_suite(s) for s in ("smoke", "fast", "medium")] == ["fast", "medium", "standard"]
+    assert [stronger_suite(s) for s in ("smoke", "fast", "medium", "strong")] == ["fast", "medium", "strong", "standard"]
     strongest = stronger_suite("standard")
     assert strongest["apgd-ce"]["restarts"] == 2 and strongest["square"]["queries"] == 10000
     with pytest.raises(ValueError, match="no stronger suite"):

@@ -148,10 +148,10 @@ def test_the_default_run_attacks_enough_budgets_for_a_curve():
     assert len(config.suite_budgets()) >= 4 and len(config.suite_budgets(batch_dependent=True)) >= 2
     assert config.headline_eps() == 0.05 and 0.05 in config.suite_budgets(batch_dependent=True)
     budgets = reproduce.budgets(config)
-    assert [b["eps"] for b in budgets if b["batch_suite"]] == [0.02, 0.05]
+    assert [b["eps"] for b in budgets if b["batch_suite"]] == [0.03, 0.05]
 
 
-@pytest.mark.parametrize("batch_suite_eps", [(0.02,), (0.02, 0.07)])
+@pytest.mark.parametrize("batch_suite_eps", [(0.03,), (0.03, 0.07)])
 def test_batch_suite_budgets_must_hold_the_headline_and_be_attacked(batch_suite_eps):
     with pytest.raises(ValueError, match="--batch-suite-eps"):
         ReproduceConfig(batch_suite_eps=batch_suite_eps).validate()
