@@ -13,7 +13,6 @@ from minirn.experiments.reproduce import _train_job
 from minirn.experiments.workers import map_jobs
 from minirn.train import predict
 
-
 RUNS = ["default", "authors-mnist"]
 
 
