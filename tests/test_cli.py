@@ -399,3 +399,33 @@ def test_tune_records_the_command_line_as_given(monkeypatch, tmp_path):
 def test_reproduce_suite_options(argv, suite, batch_suite):
     config = cli._config(cli.build_parser().parse_args(["reproduce", *argv]))
     assert (config.suite, config.batch_suite) == (suite, batch_suite)
+
+
+# --- --preset authors-mnist -------------------------------------------------------------------------------------
+def test_the_authors_preset_is_their_mnist_network_and_options_override_it(monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(reproduce_module, "run", seen.append)
+    assert run(["reproduce", "--preset", "authors-mnist"], capsys)[0] == 0
+    assert run(["reproduce", "--preset", "authors-mnist", "--seeds", "2", "--out", "mine"], capsys)[0] == 0
+    preset, overridden = seen
+    assert (preset.model, preset.dataset, preset.out, preset.preset) == ("resnet8", "mnist-5k", "results-authors-mnist",
+                                                                         "authors-mnist")
+    assert preset.input_normalization_values() == {"mean": [0.1307], "std": [0.3081]}
+    assert preset.expected_clean_accuracy == 0.95 and preset.recipe("bn")[1].endswith("(recipes-resnet8.json)")
+    assert preset.suite_budgets() == list(cli.DEFAULTS.suite_budgets()) and preset.eval_examples == 500  # same evaluation
+    assert (overridden.seeds, overridden.out, overridden.model) == (2, "mine", "resnet8")
+
+
+def test_preset_with_quick_is_refused_in_one_line(capsys):
+    status, _, err = run(["reproduce", "--preset", "authors-mnist", "--quick"], capsys)
+    assert status == 2 and "--quick and --preset authors-mnist contradict" in err
+
+
+def test_tune_with_the_preset_searches_resnet8_on_standardised_pixels(monkeypatch):
+    from minirn.experiments import tune
+
+    seen = {}
+    monkeypatch.setattr(tune, "tune", lambda norms, **kwargs: seen.update(norms=norms, **kwargs))
+    assert cli.main(["tune", "--preset", "authors-mnist"]) == 0
+    assert seen["model"] == "resnet8" and seen["input_normalization"] == {"mean": [0.1307], "std": [0.3081]}
+    assert seen["out"] == tune.recipes_path("resnet8") and seen["out"].endswith("recipes-resnet8.json")

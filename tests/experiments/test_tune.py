@@ -253,3 +253,44 @@ def test_tune_reads_the_trials_its_file_already_holds_and_only_those(tuned):
                  validation=VALIDATION, data=training_only_dataset("other"), out=None, log=lambda *a: None, workers=0,
                  reuse=str(path))
     assert other["reused_trials"] == 0 and len(fake.calls) > trained
+
+
+def test_tuned_recipe_refuses_a_file_made_for_another_input_normalization(tuned):
+    _, path, _ = tuned
+    recipe, source = tuned_recipe("bn", "fake", "small-cnn", 0.2, str(path),
+                                  input_normalization={"mean": [0.1307], "std": [0.3081]})
+    assert recipe == Recipe() and "input_normalization None" in source
+
+
+def test_each_model_has_its_own_recipes_file_and_grid():
+    from minirn.experiments.tune import GRID, RECIPES_PATH, RESNET_GRID, recipes_path, search_space
+    assert recipes_path("small-cnn") == RECIPES_PATH and recipes_path("resnet8").endswith("recipes-resnet8.json")
+    assert search_space("small-cnn")[0] is GRID and search_space("resnet8")[0] is RESNET_GRID
+    # the ResNets' grid holds the authors' recipe: lr 0.1, He-normal, batch 128
+    assert 0.1 in RESNET_GRID["lr"] and "he" in RESNET_GRID["init"] and 128 in RESNET_GRID["batch_size"]
+    with pytest.raises(ValueError, match="unknown model"):
+        recipes_path("vgg")
+
+
+def test_the_committed_resnet8_recipes_were_chosen_by_the_rule_from_their_own_trials():
+    """recipes-resnet8.json: each norm's recipe is the stage-1 trial set with the best worst seed (then mean),
+    lengthened only if its worst seed gained more than MIN_GAIN; recomputed here from the recorded trials."""
+    from minirn.experiments.tune import load_recipes, recipes_path
+    tuned = load_recipes(recipes_path("resnet8"))
+    assert tuned["model"] == "resnet8" and tuned["input_normalization"] == {"mean": [0.1307], "std": [0.3081]}
+    first, *longer = tuned["grid"]["epochs"]
+    for norm, chosen in tuned["recipes"].items():
+        by_recipe = {}
+        for t in tuned["trials"]:
+            if t["norm"] == norm:
+                by_recipe.setdefault((t["lr"], t["init"], t["batch_size"], t["epochs"]), []).append(t["val_acc"])
+        stage1 = {k: v for k, v in by_recipe.items() if k[3] == first}
+        assert len(stage1) == len(tuned["grid"]["lr"]) * len(tuned["grid"]["init"]) * len(tuned["grid"]["batch_size"])
+        best = max(stage1, key=lambda k: (min(stage1[k]), np.mean(stage1[k])))
+        winner, score = best, min(stage1[best])
+        for n in longer:
+            key = (*best[:3], n)
+            if min(by_recipe[key]) > score + MIN_GAIN:
+                winner, score = key, min(by_recipe[key])
+        assert (chosen["lr"], chosen["init"], chosen["batch_size"], chosen["epochs"]) == winner, norm
+        assert chosen["worst_seed_val_acc"] == score
