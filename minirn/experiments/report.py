@@ -185,6 +185,21 @@ def suite_description(config) -> str:
             f"attack perturbs every example of each fixed batch, the {_suite_budgets(batch_suite)}")
 
 
+def architectures_markdown(runs, columns=("clean", "pgd@0.02", "suite@0.03", "suite@0.05", "realisable@0.05")) -> str:
+    """Several runs (e.g. the small CNN's and ResNet-8's results.json) side by side: one row per norm / eval
+    statistics, for each column one cell per run (mean ± sample std over seeds, %; "–" where not attacked)."""
+    models = [r["config"]["model"] for r in runs]
+    rows = [{row["variant"]: row for row in r["summary"]} for r in runs]
+    variants = list(dict.fromkeys(v for by_variant in rows for v in by_variant))
+    header = " | ".join(f"{col} {model}" for col in columns for model in models)
+    lines = [f"| norm / eval statistics | {header} |", "|---|" + "---|" * (len(columns) * len(models))]
+    for variant in variants:
+        cells = [_cell(by_variant[variant][col]) if variant in by_variant and col in by_variant[variant] else NOT_ATTACKED
+                 for col in columns for by_variant in rows]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _convergence_lines(results) -> list:
     """The suite's convergence check and PGD's distance from the suite, per row (mean over seeds), in Markdown."""
     rows = {}

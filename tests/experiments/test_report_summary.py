@@ -224,3 +224,19 @@ def test_results_markdown_flags_models_below_the_expected_clean_accuracy():
     assert "- bn seed 1: clean 80.0% < 95%" in flagged
     data["not_converged"] = []
     assert "None: every model reached it." in report.results_markdown(data)
+
+
+def test_architectures_side_by_side_one_cell_per_run_and_a_dash_where_not_attacked():
+    small, other = results(), results()
+    other["config"] = {**other["config"], "model": "resnet8"}
+    other["summary"] = [row for row in other["summary"] if row["variant"] != "rn / running"]  # a row only one run has
+    text = report.architectures_markdown([small, other], columns=("clean", "pgd@0.1", "suite@0.3"))
+    lines = text.splitlines()
+    assert lines[0] == ("| norm / eval statistics | clean small-cnn | clean resnet8 | pgd@0.1 small-cnn | pgd@0.1 resnet8 "
+                        "| suite@0.3 small-cnn | suite@0.3 resnet8 |")
+    bn = next(line for line in lines if line.startswith("| bn / running"))
+    row = next(r for r in small["summary"] if r["variant"] == "bn / running")
+    clean, pgd = report._cell(row["clean"]), report._cell(row["pgd@0.1"])
+    assert bn == f"| bn / running | {clean} | {clean} | {pgd} | {pgd} | – | – |"   # suite@0.3 was never attacked
+    rn = next(line for line in lines if line.startswith("| rn / running"))
+    assert rn.split(" | ")[2] == "–"   # the other run has no such row
