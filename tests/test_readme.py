@@ -35,11 +35,28 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert test_command in ci_lines
 
 
+def authors_results():
+    return json.loads((ROOT / "docs" / "authors-mnist" / "results.json").read_text(encoding="utf-8"))
+
+
 def test_readme_scorecard_is_the_one_the_committed_results_produce():
-    """No stale verdicts: the scorecard the README opens with is regenerated from results.json."""
+    """No stale verdicts: the scorecard the README opens with is regenerated from both committed results.json,
+    the small CNN's and the authors' ResNet-8's side by side."""
     from minirn.experiments.scorecard import scorecard_markdown
 
-    assert scorecard_markdown(committed_results()) in README
+    assert scorecard_markdown(committed_results(), authors_results()) in README
+
+
+def test_results_page_compares_the_architectures_from_the_committed_files():
+    from minirn.experiments import report
+
+    table = report.architectures_markdown([committed_results(), authors_results()])
+    page = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    assert table in page
+    authors = authors_results()
+    assert (ROOT / "docs" / "authors-mnist" / "results.md").read_text(encoding="utf-8") == report.results_markdown(authors)
+    minutes, seconds = divmod(round(authors["seconds"]), 60)
+    assert f"took **{minutes} min {seconds} s**" in README  # the preset's run time, from its own file
 
 
 def test_results_page_tables_are_the_ones_the_committed_results_produce():
