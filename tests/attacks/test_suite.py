@@ -30,7 +30,7 @@ def test_suite_attacks_names_the_ensemble_in_order():
     assert list(suite_attacks("fast", ["fgsm", "pgd"])) == ["fgsm", "pgd", "apgd-ce", "apgd-t", "square"]
     custom = suite_attacks({"apgd-ce": {"steps": 3}}, {"apgd-ce": {"steps": 7}})   # the extra attack's settings win
     assert custom == {"apgd-ce": {"steps": 7}}
-    for bad in ("strong", 3):
+    for bad in ("strongest", 3):
         with pytest.raises(ValueError, match="suite"):
             suite_attacks(bad)
 
@@ -273,7 +273,7 @@ def test_robust_accuracy_warns_when_the_budget_covers_the_range():
 
 
 @pytest.mark.parametrize("kwargs, match", [({"eps": []}, "eps is empty"), ({"eps": -0.1}, "eps"),
-                                           ({"batch_size": 0}, "batch_size"), ({"suite": "strong"}, "unknown suite"),
+                                           ({"batch_size": 0}, "batch_size"), ({"suite": "strongest"}, "unknown suite"),
                                            ({"attacks": ["fgsm"], "suite": {"fgsm": {}}}, None)])
 def test_robust_accuracy_rejects_bad_arguments(kwargs, match):
     model, x, y = tiny_cnn("bn").eval(), images(2), labels(2)
