@@ -45,7 +45,6 @@ from minirn.experiments.config import (
     ReproduceConfig,
     attack_settings,
     full_config,
-    preset_config,
     quick_config,
 )
 from minirn.nn import EVAL_STATISTICS, norm_layers, set_norm_eval_stats
@@ -319,10 +318,7 @@ def _config(args, **fields) -> ReproduceConfig:
     if getattr(args, "preset", None) is not None:
         if getattr(args, "quick", False):
             raise ValueError(f"--quick and --preset {args.preset} contradict each other; pick one")
-        if getattr(args, "full", False):
-            given = {**PRESETS[args.preset], **given}
-        else:
-            return preset_config(args.preset, **given).validate()
+        given = {**PRESETS[args.preset], "preset": args.preset, **given}  # the options given override the preset
     if getattr(args, "quick", False):
         return quick_config(**given).validate()
     if getattr(args, "full", False):

@@ -414,6 +414,8 @@ def test_the_authors_preset_is_their_mnist_network_and_options_override_it(monke
     assert preset.expected_clean_accuracy == 0.95 and preset.recipe("bn")[1].endswith("(recipes-resnet8.json)")
     assert preset.suite_budgets() == list(cli.DEFAULTS.suite_budgets()) and preset.eval_examples == 500  # same evaluation
     assert (overridden.seeds, overridden.out, overridden.model) == (2, "mine", "resnet8")
+    full = cli._config(cli.build_parser().parse_args(["reproduce", "--preset", "authors-mnist", "--full"]))
+    assert (full.preset, full.model, full.full, full.suite) == ("authors-mnist", "resnet8", True, "standard")
 
 
 def test_preset_with_quick_is_refused_in_one_line(capsys):

@@ -32,7 +32,7 @@ def _folder(run: str = "default") -> str:
     folder = os.path.normpath(COMMITTED_RUNS[run])
     if not os.path.isdir(folder):
         raise FileNotFoundError(
-            f"the default run's files are not at {folder}: they ship with the repository (docs/default-run), "
+            f"the {run} run's files are not at {folder}: they ship with the repository (docs/), "
             "not with an installed wheel; clone the repository and 'pip install -e .'"
         )
     return folder
