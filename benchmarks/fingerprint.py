@@ -9,8 +9,8 @@ compare the lines::
 
 It fingerprints, for the small CNN with BatchNorm and with RobustNorm, in train and eval mode
 and in float32 and float64: the logits, the input gradient and every parameter gradient of a
-random projection of the logits; then a short training run (1 epoch of SGD on 512 digits) and
-the PGD images it produces.  Only public names are used, so the script runs on every version.
+random projection of the logits; the same for ResNet-8 (the authors' MNIST network) in float32;
+then a short training run (1 epoch of SGD on 512 digits) and the PGD images it produces.  Only public names are used, so the script runs on every version.
 """
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def digest(*arrays) -> str:
     return h.hexdigest()[:16]
 
 
-def gradients(norm, training, dtype):
+def gradients(norm, training, dtype, arch="small_cnn"):
     minirn.manual_seed(0)
-    model = models.small_cnn(norm=norm)
+    model = models.small_cnn(norm=norm) if arch == "small_cnn" else models.resnet(8, norm=norm, in_channels=1)
     if dtype == "float64":
         model.double()
     model.train(training)
@@ -65,6 +65,10 @@ def main():
         for training in (True, False):
             for dtype in ("float32", "float64"):
                 print(f"gradients {norm} {'train' if training else 'eval'} {dtype}: {gradients(norm, training, dtype)}")
+    for norm in ("bn", "rn"):
+        for training in (True, False):
+            print(f"gradients resnet8 {norm} {'train' if training else 'eval'} float32: "
+                  f"{gradients(norm, training, 'float32', 'resnet8')}")
     for norm in ("none", "bn", "rn"):
         h, loss = training_run(norm)
         print(f"training {norm}: {h} (last train loss {loss!r})")

@@ -31,8 +31,10 @@ Helpers the standard lacks, each with a NumPy fast path and a generic path:
 * :mod:`~minirn.backend.scatter`: :func:`scatter_add` (the gradient of
   integer-array indexing);
 * :mod:`~minirn.backend.windows`: :func:`sliding_windows` (the patches a
-  convolution or pooling sees), :func:`fold_windows` (their adjoint, col2im),
-  :func:`batch_blocks` (cache-sized blocks of a batch for the CPU);
+  convolution or pooling sees), :func:`im2col` (the same as a matrix, one
+  window per row), :func:`fold_windows` (their adjoint, col2im), :func:`batch_blocks`
+  (cache-sized blocks of a batch for the CPU), :func:`row_offsets_pay` (which
+  convolutions take the row-offset path on the CPU);
 * :mod:`~minirn.backend.channels`: :func:`channel_sums`,
   :func:`channel_extrema` (the per-channel statistics of the batch norms).
 
@@ -74,13 +76,21 @@ from minirn.backend.devices import (
 from minirn.backend.memory import retain_freed_memory
 from minirn.backend.random import manual_seed, normal, permutation, rng, uniform
 from minirn.backend.scatter import scatter_add
-from minirn.backend.windows import batch_blocks, fold_windows, sliding_windows, sliding_windows_reference
+from minirn.backend.windows import (
+    batch_blocks,
+    fold_windows,
+    im2col,
+    im2col_reference,
+    row_offsets_pay,
+    sliding_windows,
+    sliding_windows_reference,
+)
 
 __all__ = [
     "DEFAULT_DEVICE", "DEVICES", "DeviceError", "array_namespace", "as_dtype", "batch_blocks",
     "channel_extrema", "channel_extrema_reference", "channel_sums", "channel_sums_reference",
-    "check_device", "device_available", "device_of", "dtype_name", "ensure_array", "fold_windows",
+    "check_device", "device_available", "device_of", "dtype_name", "ensure_array", "fold_windows", "im2col", "im2col_reference",
     "is_array", "is_floating", "manual_seed", "namespace", "normal", "permutation", "rng",
-    "retain_freed_memory", "scatter_add", "sliding_windows", "sliding_windows_reference", "synchronize", "to_device",
+    "retain_freed_memory", "row_offsets_pay", "scatter_add", "sliding_windows", "sliding_windows_reference", "synchronize", "to_device",
     "to_host", "uniform", "versions",
 ]

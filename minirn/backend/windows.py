@@ -56,6 +56,35 @@ def sliding_windows_reference(x, kernel_size, stride):
     return xp.reshape(xp.stack(patches, axis=3), (n, h_out, w_out, kh, kw, c))
 
 
+def im2col(x, kernel_size, stride):
+    """The im2col matrix of the channels-last images ``x``: one row per window, (N*H_out*W_out, kh*kw*C).
+
+    Row (n, i, j) holds the window ``x[n, i*sh : i*sh + kh, j*sw : j*sw + kw, :]`` in (kh, kw, C) order,
+    so it is :func:`sliding_windows` reshaped into a matrix, and that is the reference path
+    (:func:`im2col_reference`).  The matrix is kh*kw times the size of x, and building it is a copy.
+    NumPy's fast path makes the copy in longer pieces: within a window row a, the kw*C values
+    ``x[n, i*sh + a, j*sw : j*sw + kw, :]`` are contiguous in x as well as in the matrix, so each is
+    copied as one (kw*C*4)-byte item (a ``void`` dtype) instead of element by element.  The values
+    are the same, bit for bit.
+    """
+    if not (isinstance(x, np.ndarray) and x.flags.c_contiguous):
+        return im2col_reference(x, kernel_size, stride)
+    kh, kw = kernel_size
+    sh, sw = stride
+    n, h, w, c = x.shape
+    h_out, w_out = (h - kh) // sh + 1, (w - kw) // sw + 1
+    s = x.strides
+    row = np.dtype((np.void, kw * c * x.itemsize))  # one window row: kw pixels of C values
+    rows = np.ndarray((n, h_out, w_out, kh), dtype=row, buffer=x, strides=(s[0], s[1] * sh, s[2] * sw, s[1]))
+    return rows.copy().view(x.dtype).reshape(n * h_out * w_out, kh * kw * c)
+
+
+def im2col_reference(x, kernel_size, stride):
+    """The textbook path of :func:`im2col`: the sliding windows reshaped into a matrix."""
+    windows = sliding_windows(x, kernel_size, stride)  # (N, H_out, W_out, kh, kw, C)
+    return array_namespace(x).reshape(windows, (-1, kernel_size[0] * kernel_size[1] * x.shape[-1]))
+
+
 def fold_windows(windows, input_shape, stride):
     """The adjoint of :func:`sliding_windows` ("col2im"): add every window back into place.
 
@@ -102,3 +131,19 @@ def batch_blocks(x, bytes_per_item):
     n = x.shape[0]
     step = max(1, CPU_BLOCK_BYTES // max(1, bytes_per_item)) if isinstance(x, np.ndarray) else n
     return [slice(start, min(start + step, n)) for start in range(0, n, max(step, 1))]
+
+
+#: The row-offset correlation (``minirn.nn.functional.conv._correlate_by_row_offsets``) copies kw
+#: instead of kh*kw times the input but multiplies thinner matrices.  On the 2-core CPU it pays where
+#: im2col's copy costs as much as its product: stride-1 convolutions with at most this many channels in
+#: and out (ResNet-20's training step 6 % faster, its attack step 11 %; level at 32 channels; the small
+#: CNN's 1 -> 32 convolution slower; docs/BENCHMARKS.md).
+ROW_OFFSET_MAX_CHANNELS = 16
+
+
+def row_offsets_pay(x, out_channels):
+    """Whether a stride-1 convolution of the channels-last images ``x`` into ``out_channels`` channels
+    should correlate by row offsets instead of with im2col: on NumPy, with at most
+    :data:`ROW_OFFSET_MAX_CHANNELS` channels in and out.  Elsewhere (a GPU) never: one large im2col
+    product is what a GPU wants.  Both paths compute the same values (a test compares them)."""
+    return isinstance(x, np.ndarray) and max(x.shape[-1], out_channels) <= ROW_OFFSET_MAX_CHANNELS

@@ -44,6 +44,30 @@ def test_sliding_windows_fast_path_equals_reference(rng, shape, kernel, stride):
 
 
 @pytest.mark.parametrize(("shape", "kernel", "stride"), WINDOW_CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_im2col_fast_path_equals_the_windows_as_a_matrix(rng, shape, kernel, stride, dtype):
+    """im2col's NumPy path copies each window row as one item; the matrix must be the loop windows', bit for bit."""
+    x = rng.standard_normal(shape).astype(dtype)
+    expected = windows_by_loops(x, kernel, stride).reshape(-1, kernel[0] * kernel[1] * shape[-1])
+    fast = backend.im2col(x, kernel, stride)
+    assert fast.dtype == x.dtype and fast.flags.c_contiguous
+    np.testing.assert_array_equal(fast, expected)
+    np.testing.assert_array_equal(backend.im2col_reference(x, kernel, stride), expected)
+    np.testing.assert_array_equal(backend.im2col(x[1:], kernel, stride), expected[len(expected) // shape[0] :])  # a slice
+    xt = np.asfortranarray(x)  # not C-contiguous: the reference path
+    np.testing.assert_array_equal(backend.im2col(xt, kernel, stride), expected)
+
+
+@pytest.mark.parametrize(("shape", "kernel", "stride"), WINDOW_CASES)
+def test_im2col_same_on_every_device(device, rng, shape, kernel, stride):
+    x = rng.standard_normal(shape)
+    got = backend.im2col(backend.to_device(x, device), kernel, stride)
+    assert backend.device_of(got) == device
+    expected = windows_by_loops(x, kernel, stride).reshape(-1, kernel[0] * kernel[1] * shape[-1])
+    np.testing.assert_array_equal(to_numpy(got), expected)
+
+
+@pytest.mark.parametrize(("shape", "kernel", "stride"), WINDOW_CASES)
 def test_sliding_windows_same_on_every_device(device, rng, shape, kernel, stride):
     x = rng.standard_normal(shape)
     got = backend.sliding_windows(backend.to_device(x, device), kernel, stride)

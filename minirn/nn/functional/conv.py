@@ -125,11 +125,14 @@ class Conv2d(Function):
             else:
                 gx = _channels_first(_crop(self._input_gradient_by_folding(g_last), self.x_shape, self.padding))
         if wants[1]:
-            g_w_mat = xp.zeros((o, kh * kw * c), dtype=g.dtype, device=g.device)
-            for block in _blocks(self.padded, (kh, kw), self.stride):  # X_col is rebuilt block by block, not stored
-                g_mat = xp.reshape(g_last[block, ...], (-1, o))  # G's rows of these images
-                x_col = _cols(self.padded[block, ...], (kh, kw), self.stride)  # and their X_col rows
-                g_w_mat = g_w_mat + xp.matmul(xp.matrix_transpose(g_mat), x_col)  # G^T X_col
+            if _by_row_offsets(self.padded, (kh, kw), self.stride, o):
+                g_w_mat = _weight_gradient_by_row_offsets(self.padded, g_last, (kh, kw))
+            else:
+                g_w_mat = xp.zeros((o, kh * kw * c), dtype=g.dtype, device=g.device)
+                for block in _blocks(self.padded, (kh, kw), self.stride):  # X_col is rebuilt block by block
+                    g_mat = xp.reshape(g_last[block, ...], (-1, o))  # G's rows of these images
+                    x_col = _cols(self.padded[block, ...], (kh, kw), self.stride)  # and their X_col rows
+                    g_w_mat = g_w_mat + xp.matmul(xp.matrix_transpose(g_mat), x_col)  # G^T X_col
             gw = xp.permute_dims(xp.reshape(g_w_mat, (o, kh, kw, c)), (0, 3, 1, 2))
         if wants[2]:
             gb = xp.sum(g_last, axis=(0, 1, 2))  # dL/db = column sums of G
@@ -188,19 +191,20 @@ def _blocks(padded, kernel, stride):
 
 def _cols(padded, kernel, stride):
     """X_col of the channels-last images ``padded``: (images * H' * W', kh * kw * C), one row per patch."""
-    xp = backend.array_namespace(padded)
-    windows = backend.sliding_windows(padded, kernel, stride)  # (n, H', W', kh, kw, C)
-    return xp.reshape(windows, (-1, kernel[0] * kernel[1] * padded.shape[-1]))
+    return backend.im2col(padded, kernel, stride)
 
 
 def _correlate(padded, w_mat, kernel, stride):
-    """The correlation at the heart of a convolution, on channels-last images, with im2col.
+    """The correlation at the heart of a convolution, on channels-last images: by row offsets where
+    that is faster (:func:`_by_row_offsets`), else with im2col.
 
     padded: (N, H, W, C) (already padded), w_mat: (O, kh*kw*C) -> y: (N, H', W', O) with
     :math:`Y = X_{col} W_{mat}^\top`, one row of :math:`X_{col}` per output pixel.  On NumPy the rows
     are built and multiplied a block of images at a time (:func:`minirn.backend.batch_blocks`), so that
     each block's :math:`X_{col}` stays in the CPU cache; elsewhere the whole batch is one block.
     """
+    if _by_row_offsets(padded, kernel, stride, w_mat.shape[0]):
+        return _correlate_by_row_offsets(padded, w_mat, kernel)
     xp = backend.array_namespace(padded, w_mat)
     n, h_pad, w_pad, _ = padded.shape
     h_out = (h_pad - kernel[0]) // stride[0] + 1
@@ -211,6 +215,100 @@ def _correlate(padded, w_mat, kernel, stride):
         y = xp.matmul(_cols(padded[block, ...], kernel, stride), xp.matrix_transpose(w_mat))  # Y = X_col W_mat^T
         out[block, ...] = xp.reshape(y, (-1, h_out, w_out, o))
     return out
+
+
+def _by_row_offsets(padded, kernel, stride, out_channels):
+    """Whether to correlate by row offsets (:func:`_correlate_by_row_offsets`) instead of with im2col:
+    stride 1, a kernel taller than one row, and where it pays (:func:`minirn.backend.row_offsets_pay`)."""
+    return stride == (1, 1) and kernel[0] > 1 and backend.row_offsets_pay(padded, out_channels)
+
+
+def _row_blocks(padded, kernel):
+    """Cache-sized blocks of images for the row-offset path: the rows of X_row are what one block builds."""
+    n, h_pad, w_pad, c = padded.shape
+    return backend.batch_blocks(padded, h_pad * (w_pad - kernel[1] + 1) * kernel[1] * c * 4)  # float32 X_row
+
+
+def _correlate_by_row_offsets(padded, w_mat, kernel):
+    r"""The stride-1 correlation with kh matrix products on row offsets instead of one on im2col.
+
+    im2col copies every (kh, kw, C) window: kh*kw times the input.  Copy instead only the (1, kw)
+    windows of *every* padded row, :math:`X_{row}` (N·H_pad·W', kw·C), kw times the input, and split
+    :math:`W_{mat}` by kernel row a into :math:`W_a` (O, kw·C).  Row r = (n, i, j) of :math:`X_{row}` is
+    padded row i's window at column j, so window row a of output pixel (n, i, j) is row r + a·W' and
+
+    .. math:: Y_r = \sum_{a} X_{row}[r + a W'] \; W_a^\top,
+
+    each term one matrix product on a *view* of :math:`X_{row}` shifted by a·W' rows.  Rows with
+    i >= H' (the last kh-1 padded rows of each image, whose windows run into the next image) are
+    computed and dropped.  Equal to the im2col path up to float rounding (the kh partial sums are
+    added in another order); a test compares the two.
+    """
+    xp = backend.array_namespace(padded, w_mat)
+    n, h_pad, w_pad, c = padded.shape
+    kh, kw = kernel
+    h_out, w_out = h_pad - kh + 1, w_pad - kw + 1
+    o = w_mat.shape[0]
+    w_rows = xp.reshape(w_mat, (o, kh, kw * c))  # W_a = w_rows[:, a, :]
+    out = xp.empty((n, h_out, w_out, o), dtype=padded.dtype, device=padded.device)
+    for block in _row_blocks(padded, kernel):
+        x_row = backend.im2col(padded[block, ...], (1, kw), (1, 1))  # X_row: (m * H_pad * W', kw * C)
+        rows = x_row.shape[0] - (kh - 1) * w_out  # the rows whose kh window rows all lie in the block
+        y = xp.matmul(x_row[:rows, ...], xp.matrix_transpose(w_rows[:, 0, :]))  # a = 0
+        for a in range(1, kh):
+            y += xp.matmul(x_row[a * w_out : a * w_out + rows, ...], xp.matrix_transpose(w_rows[:, a, :]))  # + X_row[r + a W'] W_a^T
+        _drop_rows_past_the_image(y, out, block, h_pad)
+    return out
+
+
+def _weight_gradient_by_row_offsets(padded, g_last, kernel):
+    r""":math:`\partial L/\partial W_{mat}` by row offsets, the adjoint of :func:`_correlate_by_row_offsets`:
+    :math:`\partial L/\partial W_a = \sum_r G_r^\top X_{row}[r + a W']`, with G laid out on the padded-row
+    grid (zeros on the rows the forward pass dropped), one matrix product per kernel row a.
+    Returns (O, kh * kw * C), like the im2col path's :math:`G^\top X_{col}`."""
+    xp = backend.array_namespace(padded, g_last)
+    n, h_pad, w_pad, c = padded.shape
+    kh, kw = kernel
+    w_out = w_pad - kw + 1
+    o = g_last.shape[-1]
+    g_w = [xp.zeros((o, kw * c), dtype=g_last.dtype, device=g_last.device) for _ in range(kh)]  # dL/dW_a
+    for block in _row_blocks(padded, kernel):
+        x_row = backend.im2col(padded[block, ...], (1, kw), (1, 1))  # X_row: (m * H_pad * W', kw * C)
+        rows = x_row.shape[0] - (kh - 1) * w_out
+        g_grid = xp.zeros((rows, o), dtype=g_last.dtype, device=g_last.device)  # G on the padded-row grid
+        _place_rows_on_the_grid(g_last[block, ...], g_grid, h_pad)
+        g_grid_t = xp.matrix_transpose(g_grid)
+        for a in range(kh):
+            g_w[a] += xp.matmul(g_grid_t, x_row[a * w_out : a * w_out + rows, ...])  # G^T X_row[r + a W']
+    return xp.reshape(xp.stack(g_w, axis=1), (o, kh * kw * c))
+
+
+def _grid_parts(grid_rows, images, h_pad, h_out, w_out):
+    """The padded-row grid's rows that hold output pixels: (m-1, H_pad, W') views cut to (m-1, H', W')
+    for all but the last image, and the last image's (1, H', W') rows (the grid stops at its H'-th row)."""
+    xp = backend.array_namespace(grid_rows)
+    width = grid_rows.shape[-1]
+    full = (images - 1) * h_pad * w_out
+    head = xp.reshape(grid_rows[:full, ...], (images - 1, h_pad, w_out, width))[:, :h_out, ...]
+    tail = xp.reshape(grid_rows[full:, ...], (1, h_out, w_out, width))
+    return head, tail
+
+
+def _drop_rows_past_the_image(y, out, block, h_pad):
+    """Copy the output pixels of y (the padded-row grid's rows of one block) into out[block]: (m, H', W', O)."""
+    m = block.stop - block.start
+    head, tail = _grid_parts(y, m, h_pad, out.shape[1], out.shape[2])
+    out[block.start : block.stop - 1, ...] = head
+    out[block.stop - 1 : block.stop, ...] = tail
+
+
+def _place_rows_on_the_grid(g, grid, h_pad):
+    """The inverse: g: (m, H', W', O) onto the grid's rows of output pixels (the others stay zero)."""
+    xp = backend.array_namespace(g)
+    m, h_out, w_out, o = g.shape
+    for image in range(m):  # image i's pixels start at grid row i * H_pad * W'
+        start = image * h_pad * w_out
+        grid[start : start + h_out * w_out, ...] = xp.reshape(g[image, ...], (h_out * w_out, o))
 
 
 class Linear(Function):

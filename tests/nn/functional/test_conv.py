@@ -152,6 +152,77 @@ def test_input_gradient_by_correlation_equals_col2im(kernel, padding, device, rn
     np.testing.assert_allclose(by_correlation, by_folding, rtol=1e-12, atol=1e-12)
 
 
+ROW_OFFSET_SHAPES = [
+    # (x: (N, C, H, W), weight: (O, C, kh, kw), padding)
+    ((3, 2, 5, 6), (4, 2, 3, 3), (1, 1)),
+    ((2, 1, 7, 5), (3, 1, 3, 3), (0, 0)),
+    ((3, 3, 6, 4), (2, 3, 2, 3), (1, 2)),  # non-square kernel, unequal padding
+    ((2, 2, 4, 4), (2, 2, 4, 1), (2, 0)),  # a tall kernel: 3 rows of each image past the image
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding", ROW_OFFSET_SHAPES)
+@pytest.mark.parametrize("one_image_per_block", [False, True])
+def test_row_offset_correlation_equals_im2col(rng, monkeypatch, x_shape, w_shape, padding, one_image_per_block):
+    """The row-offset path (stride 1, few channels, NumPy) and im2col compute the same correlation and the
+    same weight gradient up to float rounding, in one block and with one image per block (where each
+    block's last image ends the row grid)."""
+    from minirn.nn.functional import conv as conv_module
+
+    if one_image_per_block:
+        monkeypatch.setattr(backend.windows, "CPU_BLOCK_BYTES", 1)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    results = {}
+    for max_channels in (0, 16):  # 0: every convolution takes im2col
+        monkeypatch.setattr(backend.windows, "ROW_OFFSET_MAX_CHANNELS", max_channels)
+        conv = conv_module.Conv2d(stride=1, padding=padding)
+        y = conv.forward(x, w)
+        g = rng.standard_normal(y.shape) if not results else results[0][2]
+        conv.needs_input_grad = (True, True)
+        gx, gw, _ = conv.backward(g)
+        path = conv_module._by_row_offsets(conv.padded, w_shape[2:], (1, 1), w_shape[0])
+        results[max_channels] = (y, gx, g, gw, path)
+    assert results[16][4] and not results[0][4]  # each setting took the path it names
+    for a, b in zip(results[0][:4], results[16][:4]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(results[16][0], conv2d_ref(x, w, None, 1, padding), rtol=1e-12, atol=1e-12)
+
+
+def test_row_offsets_are_taken_only_where_they_pay():
+    """Stride 1, a kernel taller than one row, at most 16 channels in and out, NumPy: the 16-channel stage
+    of a ResNet.  Not for the small CNN's 1 -> 32 convolution, a stride 2, a 1x1 kernel or a GPU's arrays."""
+    from minirn.nn.functional.conv import _by_row_offsets
+
+    strict = pytest.importorskip("array_api_strict")
+    padded = np.zeros((2, 34, 34, 16), dtype=np.float32)
+    assert _by_row_offsets(padded, (3, 3), (1, 1), 16)
+    assert not _by_row_offsets(padded, (3, 3), (1, 1), 32)
+    assert not _by_row_offsets(np.zeros((2, 30, 30, 1)), (3, 3), (1, 1), 32)
+    assert not _by_row_offsets(padded, (3, 3), (2, 2), 16)
+    assert not _by_row_offsets(padded, (1, 1), (1, 1), 16)
+    assert not _by_row_offsets(strict.zeros((2, 34, 34, 16)), (3, 3), (1, 1), 16)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding", ROW_OFFSET_SHAPES)
+def test_row_offset_functions_on_every_device(device, rng, x_shape, w_shape, padding):
+    """The row-offset forward and weight gradient are standard array code: on every device they give the
+    loop reference's y and the im2col path's G^T X_col (computed here by loops over the windows)."""
+    from minirn.nn.functional.conv import _correlate_by_row_offsets, _weight_gradient_by_row_offsets
+
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    o, c, kh, kw = w_shape
+    padded = _pad(x, padding, 0.0).transpose(0, 2, 3, 1)  # channels last
+    w_mat = w.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)
+    y = _correlate_by_row_offsets(backend.to_device(padded, device), backend.to_device(w_mat, device), (kh, kw))
+    expected = conv2d_ref(x, w, None, 1, padding).transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(to_numpy(y), expected, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(expected.shape)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))  # (N, H', W', C, kh, kw)
+    x_col = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, kh * kw * c)
+    g_w = _weight_gradient_by_row_offsets(backend.to_device(padded, device), backend.to_device(g, device), (kh, kw))
+    np.testing.assert_allclose(to_numpy(g_w), g.reshape(-1, o).T @ x_col, rtol=1e-12, atol=1e-12)
+
+
 def test_conv2d_on_noncontiguous_input(device, rng):
     """A transposed or sliced NumPy array as data must give the same result as its contiguous copy."""
     base = rng.standard_normal((2, 6, 7, 2))
