@@ -24,13 +24,31 @@ def test_run_without_torch(monkeypatch):
     assert row["workload"] == "small_cnn-bn"
     assert row["train_step_minirn_ms"] > 0 and row["attack_step_minirn_ms"] > 0
     assert not any("torch" in key or "ratio" in key for key in row)
-    assert len(logged) == 1 and "small_cnn-bn" in logged[0]
+    assert len(logged) == 2 and logged[0].startswith("NumPy BLAS:") and "small_cnn-bn" in logged[1]
+    assert results["blas"]["variables"] == bench.blas_info()["variables"]
     table = bench.format_table(results).splitlines()
     assert table[0].startswith("| workload |") and table[1] == "|" + "---|" * 10
     cells = [c.strip() for c in table[2].strip("|").split("|")]
     assert len(cells) == 10 and cells[0] == "small_cnn-bn"
     assert float(cells[1]) == pytest.approx(row["train_step_minirn_ms"], abs=0.05)
     assert cells[2] == cells[3] == "-"  # no PyTorch figures
+
+
+def test_blas_info_names_the_kernel_and_the_variables_that_choose_it(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.delenv("OPENBLAS_L2_SIZE", raising=False)
+    info = bench.blas_info()
+    assert info["variables"].get("OPENBLAS_CORETYPE") == "Haswell" and "OPENBLAS_L2_SIZE" not in info["variables"]
+    assert "OPENBLAS_CORETYPE=Haswell" in bench.describe_blas(info)
+    if "library" in info:  # threadpoolctl is there: it read NumPy's own BLAS
+        assert info["threads"] >= 1 and bench.describe_blas(info).startswith(f"NumPy BLAS: {info['library']}, kernel ")
+    monkeypatch.setitem(__import__("sys").modules, "threadpoolctl", None)  # not installed
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    bare = bench.blas_info()
+    assert bare == {"variables": {}}
+    assert bench.describe_blas(bare) == ("NumPy BLAS: unknown (install threadpoolctl to see the kernel) "
+                                         "(no OpenBLAS variables set)")
 
 
 def test_run_rejects_unknown_workloads(monkeypatch):

@@ -33,7 +33,8 @@ Helpers the standard lacks, each with a NumPy fast path and a generic path:
 * :mod:`~minirn.backend.windows`: :func:`sliding_windows` (the patches a
   convolution or pooling sees), :func:`im2col` (the same as a matrix, one
   window per row), :func:`fold_windows` (their adjoint, col2im), :func:`batch_blocks`
-  (cache-sized blocks of a batch for the CPU), :func:`row_offsets_pay` (which
+  (cache-sized blocks of a batch for the CPU), :func:`matmul_into` (a block's
+  product written into its rows of the result), :func:`row_offsets_pay` (which
   convolutions take the row-offset path on the CPU);
 * :mod:`~minirn.backend.channels`: :func:`channel_sums`,
   :func:`channel_extrema` (the per-channel statistics of the batch norms).
@@ -81,6 +82,7 @@ from minirn.backend.windows import (
     fold_windows,
     im2col,
     im2col_reference,
+    matmul_into,
     row_offsets_pay,
     sliding_windows,
     sliding_windows_reference,
@@ -90,7 +92,7 @@ __all__ = [
     "DEFAULT_DEVICE", "DEVICES", "DeviceError", "array_namespace", "as_dtype", "batch_blocks",
     "channel_extrema", "channel_extrema_reference", "channel_sums", "channel_sums_reference",
     "check_device", "device_available", "device_of", "dtype_name", "ensure_array", "fold_windows", "im2col", "im2col_reference",
-    "is_array", "is_floating", "manual_seed", "namespace", "normal", "permutation", "rng",
+    "is_array", "is_floating", "manual_seed", "matmul_into", "namespace", "normal", "permutation", "rng",
     "retain_freed_memory", "row_offsets_pay", "scatter_add", "sliding_windows", "sliding_windows_reference", "synchronize", "to_device",
     "to_host", "uniform", "versions",
 ]

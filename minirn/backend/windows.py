@@ -133,6 +133,19 @@ def batch_blocks(x, bytes_per_item):
     return [slice(start, min(start + step, n)) for start in range(0, n, max(step, 1))]
 
 
+def matmul_into(out, rows, a, b):
+    """``out[rows, :] = a @ b``: a block's matrix product written into its rows of a 2-D result.
+
+    NumPy's fast path hands ``out[rows]`` (a contiguous view) to the product as its output, so the
+    block's product is not made and then copied; the values are the same, bit for bit (one BLAS call
+    either way).  The generic path is the assignment.
+    """
+    if isinstance(out, np.ndarray) and isinstance(a, np.ndarray) and out.flags.c_contiguous:
+        np.matmul(a, b, out=out[rows])
+    else:
+        out[rows, ...] = array_namespace(a, b).matmul(a, b)
+
+
 #: The row-offset correlation (``minirn.nn.functional.conv._correlate_by_row_offsets``) copies kw
 #: instead of kh*kw times the input but multiplies thinner matrices.  On the 2-core CPU it pays where
 #: im2col's copy costs as much as its product: stride-1 convolutions with at most this many channels in

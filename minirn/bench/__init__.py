@@ -168,6 +168,35 @@ def torch_available(device) -> bool:
     return device != "gpu" or torch.cuda.is_available()
 
 
+OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")
+
+
+def blas_info() -> dict:
+    """NumPy's BLAS as threadpoolctl sees it (library, the kernel it runs, threads), and the OpenBLAS
+    variables set in the environment.  The kernel decides the speed of every im2col product: some
+    machines set ``OPENBLAS_CORETYPE=Haswell``, which halves an AVX-512 processor's float32 products
+    (docs/BENCHMARKS.md).  Without threadpoolctl (an optional helper) only the variables are known."""
+    info = {"variables": {k: os.environ[k] for k in OPENBLAS_VARIABLES if k in os.environ}}
+    try:
+        import threadpoolctl  # noqa: PLC0415  (optional: scikit-learn, a dependency of mlxtend, brings it)
+    except ImportError:
+        return info
+    for library in threadpoolctl.threadpool_info():
+        if library.get("user_api") == "blas" and "numpy" in library.get("filepath", ""):
+            info.update(library=library.get("internal_api"), kernel=library.get("architecture"),
+                        threads=library.get("num_threads"))
+            break
+    return info
+
+
+def describe_blas(info) -> str:
+    """One line for the log: 'NumPy BLAS: openblas, kernel SkylakeX, 2 threads (no OpenBLAS variables set)'."""
+    what = (f"{info['library']}, kernel {info.get('kernel')}, {info.get('threads')} threads" if "library" in info
+            else "unknown (install threadpoolctl to see the kernel)")
+    variables = ", ".join(f"{k}={v}" for k, v in info["variables"].items()) or "no OpenBLAS variables set"
+    return f"NumPy BLAS: {what} ({variables})"
+
+
 def run(workloads, batch=128, repeats=7, warmup=2, device="cpu", memory=True, threads=None, log=print) -> dict:
     """Benchmark ``workloads``; return the results (printed as a table by :func:`format_table`)."""
     backend.check_device(device)
@@ -180,6 +209,8 @@ def run(workloads, batch=128, repeats=7, warmup=2, device="cpu", memory=True, th
 
         if threads:
             torch.set_num_threads(threads)
+    blas = blas_info()
+    log(describe_blas(blas))
     rows = []
     for workload in workloads:
         arch, norm, shape = WORKLOADS[workload]
@@ -207,6 +238,7 @@ def run(workloads, batch=128, repeats=7, warmup=2, device="cpu", memory=True, th
         "batch": batch, "repeats": repeats, "warmup": warmup, "device": device, "torch": have_torch,
         "threads": threads or (torch.get_num_threads() if have_torch else os.cpu_count()),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "blas": blas,
         "versions": {"minirn": minirn.__version__, "numpy": np.__version__,
                      "torch": __import__("torch").__version__ if have_torch else None},
         "rows": rows,

@@ -21,7 +21,8 @@ their convergence on validation images is part of the choice, their test accurac
 Training is deterministic on the CPU, so a trial already in the recipes file (same dataset,
 model, p, training and validation arrays in the same order -- ``split_sha256`` --, recipe, seed and
 minirn version) is read from it instead of being trained again (``reuse``); the file marks such
-trials.
+trials.  A change that moves training's float bits within a version (a new summation order in a
+convolution, say) makes the stored trials stale: tune again with ``--fresh``, which trains every trial.
 
 The chosen recipes, with every validation accuracy seen, go to one file per model next to this
 module (:func:`recipes_path`: ``recipes.json`` for the small CNN, ``recipes-resnet8.json`` for

@@ -119,3 +119,17 @@ def test_batch_blocks_is_one_block_off_numpy():
     """A GPU (or any non-NumPy library) gets the whole batch at once."""
     strict = pytest.importorskip("array_api_strict")
     assert backend.batch_blocks(strict.zeros((128, 3)), bytes_per_item=10**9) == [slice(0, 128)]
+
+
+def test_matmul_into_writes_exactly_the_product_into_its_rows(device, rng):
+    """out[rows] = a @ b, the rest of out untouched; NumPy's out= path gives the product's bits."""
+    a, b = rng.standard_normal((5, 7)).astype(np.float32), rng.standard_normal((7, 3)).astype(np.float32)
+    out = backend.to_device(np.full((9, 3), 7.0, dtype=np.float32), device)
+    backend.matmul_into(out, slice(2, 7), backend.to_device(a, device), backend.to_device(b, device))
+    got = to_numpy(out)
+    np.testing.assert_array_equal(got[2:7], to_numpy(backend.to_device(a, device) @ backend.to_device(b, device)))
+    np.testing.assert_array_equal(np.delete(got, np.s_[2:7], axis=0), 7.0)
+    if device == "cpu":  # a transposed operand, as the convolution passes W_mat^T
+        w = rng.standard_normal((3, 7)).astype(np.float32)
+        backend.matmul_into(out, slice(0, 5), a, w.T)
+        np.testing.assert_array_equal(out[:5], np.matmul(a, w.T))
