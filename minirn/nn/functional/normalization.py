@@ -83,7 +83,7 @@ class _BatchStatisticsNorm(Function):
         :math:`y = x\,(\gamma s) + (\beta - \mu\gamma s)`: two passes over x instead of four, and
         :math:`\hat x` is not stored (backward recomputes it if :math:`\partial L/\partial\gamma` is wanted).
         ``statistics_fixed``: whether both statistics are fixed arrays; ``x_minus_mean``: :math:`x-\mu`
-        if the caller has it already.
+        if the caller has it already (it becomes :math:`\hat x`, in place).
         """
         self.x, self.mean_used, self.inv_scale = x, mean, inv_scale
         weight, bias = _reshape_to_broadcast(weight, x), _reshape_to_broadcast(bias, x)
@@ -93,7 +93,11 @@ class _BatchStatisticsNorm(Function):
             y = x * scale                                                           # y = x gamma s
             y += bias - mean * scale                                                #   + beta - mu gamma s
             return y
-        self.x_hat = (x - mean if x_minus_mean is None else x_minus_mean) * inv_scale  # x_hat = (x - mu) s
+        if x_minus_mean is None:
+            self.x_hat = (x - mean) * inv_scale                                     # x_hat = (x - mu) s
+        else:  # in place: the caller's x - mu is needed no more, and its memory is still in the cache
+            x_minus_mean *= inv_scale
+            self.x_hat = x_minus_mean
         y = self.x_hat * weight                                                     # y = gamma x_hat + beta
         y += bias  # (in place: y is ours; large temporaries cost time on the CPU)
         return y
