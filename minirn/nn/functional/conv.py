@@ -295,23 +295,18 @@ def _weight_gradient_by_row_offsets(padded, g_last, kernel):
     return xp.reshape(xp.stack(g_w, axis=1), (o, kh * kw * c))
 
 
-def _grid_parts(grid_rows, images, h_pad, h_out, w_out):
-    """The padded-row grid's rows that hold output pixels: (m-1, H_pad, W') views cut to (m-1, H', W')
-    for all but the last image, and the last image's (1, H', W') rows (the grid stops at its H'-th row)."""
-    xp = backend.array_namespace(grid_rows)
-    width = grid_rows.shape[-1]
-    full = (images - 1) * h_pad * w_out
-    head = xp.reshape(grid_rows[:full, ...], (images - 1, h_pad, w_out, width))[:, :h_out, ...]
-    tail = xp.reshape(grid_rows[full:, ...], (1, h_out, w_out, width))
-    return head, tail
-
-
 def _drop_rows_past_the_image(y, out, block, h_pad):
-    """Copy the output pixels of y (the padded-row grid's rows of one block) into out[block]: (m, H', W', O)."""
+    """Copy the output pixels of y (the padded-row grid's rows of one block) into out[block]: (m, H', W', O).
+
+    Image i's pixels are grid rows i·H_pad·W' onwards, H'·W' of them; the kh-1 rows of W' after them are
+    the dropped ones.  The first m-1 images are one (m-1, H_pad, W', O) view cut to H' rows; the grid
+    stops after the last image's H'-th row."""
+    xp = backend.array_namespace(y)
     m = block.stop - block.start
-    head, tail = _grid_parts(y, m, h_pad, out.shape[1], out.shape[2])
-    out[block.start : block.stop - 1, ...] = head
-    out[block.stop - 1 : block.stop, ...] = tail
+    _, h_out, w_out, o = out.shape
+    full = (m - 1) * h_pad * w_out
+    out[block.start : block.stop - 1, ...] = xp.reshape(y[:full, ...], (m - 1, h_pad, w_out, o))[:, :h_out, ...]
+    out[block.stop - 1 : block.stop, ...] = xp.reshape(y[full:, ...], (1, h_out, w_out, o))
 
 
 def _place_rows_on_the_grid(g, grid, h_pad):
