@@ -149,8 +149,8 @@ def matmul_into(out, rows, a, b):
 #: The row-offset correlation (``minirn.nn.functional.conv._correlate_by_row_offsets``) copies kw
 #: instead of kh*kw times the input but multiplies thinner matrices.  On the 2-core CPU it pays where
 #: im2col's copy costs as much as its product: stride-1 convolutions with at most this many channels in
-#: and out (ResNet-20's training step 6 % faster, its attack step 11 %; level at 32 channels; the small
-#: CNN's 1 -> 32 convolution slower; docs/BENCHMARKS.md).
+#: and out (ResNet-20's training step 3.5 % faster, its attack step 5.5 %, in paired runs; level at 32
+#: channels; the small CNN's 1 -> 32 convolution slower; docs/BENCHMARKS.md).
 ROW_OFFSET_MAX_CHANNELS = 16
 
 

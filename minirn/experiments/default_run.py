@@ -62,7 +62,7 @@ def default_models(norms=None, seeds=None, device: str = "cpu", run: str = "defa
     seeds = list(range(config["seeds"]) if seeds is None else seeds)
     unknown = [n for n in norms if n not in config["norms"]] + [s for s in seeds if s not in range(config["seeds"])]
     if unknown:
-        raise ValueError(f"the default run has norms {config['norms']} and seeds 0-{config['seeds'] - 1}; "
+        raise ValueError(f"the {run} run has norms {config['norms']} and seeds 0-{config['seeds'] - 1}; "
                          f"no model for {unknown}")
     return {norm: [serialization.load_model(default_model_file(norm, seed, run), device) for seed in seeds]
             for norm in norms}

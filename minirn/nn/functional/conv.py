@@ -235,12 +235,6 @@ def _by_row_offsets(padded, kernel, stride, out_channels):
     return stride == (1, 1) and kernel[0] > 1 and backend.row_offsets_pay(padded, out_channels)
 
 
-def _row_blocks(padded, kernel):
-    """Cache-sized blocks of images for the row-offset path: the rows of X_row are what one block builds."""
-    n, h_pad, w_pad, c = padded.shape
-    return backend.batch_blocks(padded, h_pad * (w_pad - kernel[1] + 1) * kernel[1] * c * 4)  # float32 X_row
-
-
 def _correlate_by_row_offsets(padded, w_mat, kernel):
     r"""The stride-1 correlation with kh matrix products on row offsets instead of one on im2col.
 
@@ -263,7 +257,7 @@ def _correlate_by_row_offsets(padded, w_mat, kernel):
     o = w_mat.shape[0]
     w_rows = xp.reshape(w_mat, (o, kh, kw * c))  # W_a = w_rows[:, a, :]
     out = xp.empty((n, h_out, w_out, o), dtype=padded.dtype, device=padded.device)
-    for block in _row_blocks(padded, kernel):
+    for block in _blocks(padded, (1, kw), (1, 1)):  # blocks sized by X_row, the (1, kw) windows
         x_row = backend.im2col(padded[block, ...], (1, kw), (1, 1))  # X_row: (m * H_pad * W', kw * C)
         rows = x_row.shape[0] - (kh - 1) * w_out  # the rows whose kh window rows all lie in the block
         y = xp.matmul(x_row[:rows, ...], xp.matrix_transpose(w_rows[:, 0, :]))  # a = 0
@@ -284,7 +278,7 @@ def _weight_gradient_by_row_offsets(padded, g_last, kernel):
     w_out = w_pad - kw + 1
     o = g_last.shape[-1]
     g_w = [xp.zeros((o, kw * c), dtype=g_last.dtype, device=g_last.device) for _ in range(kh)]  # dL/dW_a
-    for block in _row_blocks(padded, kernel):
+    for block in _blocks(padded, (1, kw), (1, 1)):  # blocks sized by X_row, the (1, kw) windows
         x_row = backend.im2col(padded[block, ...], (1, kw), (1, 1))  # X_row: (m * H_pad * W', kw * C)
         rows = x_row.shape[0] - (kh - 1) * w_out
         g_grid = xp.zeros((rows, o), dtype=g_last.dtype, device=g_last.device)  # G on the padded-row grid
