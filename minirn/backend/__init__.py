@@ -37,7 +37,8 @@ Helpers the standard lacks, each with a NumPy fast path and a generic path:
   product written into its rows of the result), :func:`row_offsets_pay` (which
   convolutions take the row-offset path on the CPU);
 * :mod:`~minirn.backend.channels`: :func:`channel_sums`,
-  :func:`channel_extrema` (the per-channel statistics of the batch norms).
+  :func:`channel_extrema` (the per-channel statistics of the batch norms), :func:`channelwise`
+  (an elementwise operation with one value per channel, on long rows).
 
 And one process-wide setting, :func:`~minirn.backend.memory.retain_freed_memory`
 (glibc keeps freed arrays for reuse), which only minirn's own commands call.
@@ -54,6 +55,8 @@ from minirn.backend.channels import (
     channel_extrema_reference,
     channel_sums,
     channel_sums_reference,
+    channelwise,
+    channelwise_reference,
 )
 from minirn.backend.devices import (
     DEFAULT_DEVICE,
@@ -91,6 +94,7 @@ from minirn.backend.windows import (
 __all__ = [
     "DEFAULT_DEVICE", "DEVICES", "DeviceError", "array_namespace", "as_dtype", "batch_blocks",
     "channel_extrema", "channel_extrema_reference", "channel_sums", "channel_sums_reference",
+    "channelwise", "channelwise_reference",
     "check_device", "device_available", "device_of", "dtype_name", "ensure_array", "fold_windows", "im2col", "im2col_reference",
     "is_array", "is_floating", "manual_seed", "matmul_into", "namespace", "normal", "permutation", "rng",
     "retain_freed_memory", "row_offsets_pay", "scatter_add", "sliding_windows", "sliding_windows_reference", "synchronize", "to_device",

@@ -28,3 +28,48 @@ def test_channel_statistics_fast_paths_equal_reference(rng, shape, layout):
     for fast, reference in zip(backend.channel_extrema(x), backend.channel_extrema_reference(x)):
         np.testing.assert_array_equal(fast, reference)
     assert backend.channel_extrema(x)[0][0] == 50.0
+
+
+OPS = ["add", "subtract", "multiply", "maximum", "equal"]
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (4, 3, 5, 7), (2, 16, 8, 8), (3, 2, 1, 1), (512, 16, 1, 1)])
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channelwise_equals_broadcasting_bit_for_bit(rng, shape, layout, dtype):
+    """op(x, v) on long rows is the broadcast op(x, v) exactly, for every op, in either layout, and keeps x's layout."""
+    x = _in_layout(rng, shape, layout).astype(dtype, copy=False)
+    c = shape[1]
+    v = rng.standard_normal(c).astype(dtype)
+    x[0, 0] = v[0]  # a tie, so that equal and maximum meet equal values
+    if len(shape) == 4:
+        x[-1, -1, 0, 0] = -0.0  # max(-0, 0) must come out as NumPy's broadcast makes it
+    for name in OPS:
+        op = getattr(np, name)
+        for value in (v, v.reshape((1, c) + (1,) * (len(shape) - 2)), 0.0, 2):
+            got, want = backend.channelwise(op, x, value), backend.channelwise_reference(op, x, value)
+            assert got.shape == want.shape and got.dtype == want.dtype, (name, value)
+            bits = [np.ascontiguousarray(a).view(np.uint8) for a in (got, want)]  # -0.0 and 0.0 differ here
+            np.testing.assert_array_equal(*bits, err_msg=name)
+            if backend._channels_last_rows(x) is not None:
+                assert backend._channels_last_rows(got) is not None  # the result is channels-last like x
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (4, 3, 5, 7), (8, 16, 4, 4)])
+def test_channelwise_in_place_writes_into_out(rng, shape):
+    """With out=x on channels-last memory the fast path runs in place: the result *is* x's memory."""
+    x = _in_layout(rng, shape, "channels_last")
+    v = rng.standard_normal(shape[1])
+    want = backend.channelwise_reference(np.subtract, x, v)
+    got = backend.channelwise(np.subtract, x, v, out=x)
+    assert np.shares_memory(got, x)
+    np.testing.assert_array_equal(x, want)
+
+
+def test_channelwise_with_out_in_another_layout_still_returns_the_result(rng):
+    """An out whose memory is not channels-last is not written; the returned array is still right."""
+    x = _in_layout(rng, (2, 3, 4, 5), "channels_last")
+    out = np.zeros((2, 3, 4, 5))  # channels-first memory
+    v = rng.standard_normal(3)
+    got = backend.channelwise(np.multiply, x, v, out=out)
+    np.testing.assert_array_equal(got, x * v.reshape(1, 3, 1, 1))

@@ -40,7 +40,7 @@ class NumpyGuard:
 #: The fast paths' NumPy entry points, per backend file (what each file's generic path never touches).
 FAST_PATHS = {
     windows: {"lib", "add"},                    # as_strided view (np.lib.stride_tricks); in-place np.add into a view
-    channels: {"einsum", "ones", "transpose"},  # BLAS channel sums; the channels-last (M, C) view of the memory
+    channels: {"einsum", "ones", "transpose", "tile", "full"},  # BLAS channel sums; the channels-last (M, C) view; long rows
     scatter: {"add", "zeros"},                  # np.add.at into np.zeros
 }
 
@@ -71,6 +71,9 @@ def dispatch_cases(rng):
         ("channel_sums", backend.channel_sums, (x,)),
         ("channel_sums of a product", backend.channel_sums, (x, y)),
         ("channel_extrema", backend.channel_extrema, (x,)),
+        ("channelwise", lambda a, v: backend.channelwise(backend.array_namespace(a).subtract, a, v),
+         (x, rng.standard_normal((1, 3, 1, 1)))),
+        ("channelwise with a number", lambda a: backend.channelwise(backend.array_namespace(a).maximum, a, 0.0), (x,)),
     ]
 
 

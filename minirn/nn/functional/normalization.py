@@ -59,6 +59,19 @@ def _reshape_to_broadcast(v, x):
     return xp.reshape(v, (1, -1) if x.ndim == 2 else (1, -1, 1, 1))
 
 
+def _per_channel(op, x, v, out=None):
+    """``op(x, v)`` with v: (C,), (1, C) or (1, C, 1, 1), one value per channel; the same as ``op`` with
+    broadcasting, on long rows where NumPy would loop over C values at a time (:func:`minirn.backend.channelwise`)."""
+    return backend.channelwise(op, x, v, out=out)
+
+
+def _x_hat(x, mean, inv_scale):
+    r""":math:`\hat x = (x - \mu)\,s`, recomputed where the forward pass did not keep it."""
+    xp = backend.array_namespace(x)
+    x_minus_mean = _per_channel(xp.subtract, x, mean)
+    return _per_channel(xp.multiply, x_minus_mean, inv_scale, out=x_minus_mean)
+
+
 def _sum_per_channel(x, y=None):
     r""":math:`\sum x` (or :math:`\sum x y`) over (N, H, W) per channel, kept as (1, C, 1, 1) / (1, C)."""
     return _reshape_to_broadcast(backend.channel_sums(x, y), x)
@@ -86,21 +99,19 @@ class _BatchStatisticsNorm(Function):
         if the caller has it already (it becomes :math:`\hat x`, in place).
         """
         self.x, self.mean_used, self.inv_scale = x, mean, inv_scale
+        xp = backend.array_namespace(x)
         weight, bias = _reshape_to_broadcast(weight, x), _reshape_to_broadcast(bias, x)
         if statistics_fixed:
             scale = weight * inv_scale                                              # gamma s
             self.x_hat = None
-            y = x * scale                                                           # y = x gamma s
-            y += bias - mean * scale                                                #   + beta - mu gamma s
-            return y
+            y = _per_channel(xp.multiply, x, scale)                                 # y = x gamma s
+            return _per_channel(xp.add, y, bias - mean * scale, out=y)              #   + beta - mu gamma s
         if x_minus_mean is None:
-            self.x_hat = (x - mean) * inv_scale                                     # x_hat = (x - mu) s
-        else:  # in place: the caller's x - mu is needed no more, and its memory is still in the cache
-            x_minus_mean *= inv_scale
-            self.x_hat = x_minus_mean
-        y = self.x_hat * weight                                                     # y = gamma x_hat + beta
-        y += bias  # (in place: y is ours; large temporaries cost time on the CPU)
-        return y
+            x_minus_mean = _per_channel(xp.subtract, x, mean)                       # x - mu
+        # in place: x - mu is needed no more, and its memory is still in the cache
+        self.x_hat = _per_channel(xp.multiply, x_minus_mean, inv_scale, out=x_minus_mean)  # x_hat = (x - mu) s
+        y = _per_channel(xp.multiply, self.x_hat, weight)                           # y = gamma x_hat
+        return _per_channel(xp.add, y, bias, out=y)                                 #   + beta (in place: y is ours)
 
     def _sums_for_backward(self, g, batch_scale):
         r"""The per-channel sums the wanted gradients need, :math:`\sum_i g_i` and :math:`\sum_i g_i\hat x_i`
@@ -110,7 +121,7 @@ class _BatchStatisticsNorm(Function):
         sum_g = _sum_per_channel(g) if wants[2] or (wants[0] and self.mean is None) else None
         sum_g_x_hat = None
         if wants[1] or (wants[0] and batch_scale):
-            x_hat = self.x_hat if self.x_hat is not None else (self.x - self.mean_used) * self.inv_scale
+            x_hat = self.x_hat if self.x_hat is not None else _x_hat(self.x, self.mean_used, self.inv_scale)
             sum_g_x_hat = _sum_per_channel(g, x_hat)
         return sum_g, sum_g_x_hat
 
@@ -155,7 +166,7 @@ class BatchNorm(_BatchStatisticsNorm):
         self.batch_mean = _sum_per_channel(x) / self.n                              # mu_B
         mean = self.batch_mean if self.mean is None else _reshape_to_broadcast(self.mean, x)  # mu
         if self.var is None:
-            x_minus_batch_mean = x - self.batch_mean                                # x - mu_B
+            x_minus_batch_mean = _per_channel(xp.subtract, x, self.batch_mean)      # x - mu_B
             self.batch_var = _sum_per_channel(x_minus_batch_mean, x_minus_batch_mean) / self.n  # sigma_B^2
             var = self.batch_var
         else:
@@ -165,7 +176,7 @@ class BatchNorm(_BatchStatisticsNorm):
         x_minus_mean = x_minus_batch_mean if self.mean is None and self.var is None else None  # x - mu, if computed
         y = self._affine_forward(x, mean, self.inv_std, weight, bias, fixed, x_minus_mean)  # x_hat = (x - mu) s, y = gamma x_hat + beta
         if self.var is None:  # (x - mu_B) s, what the gradient through sigma_B^2 needs (= x_hat if mu = mu_B)
-            self.x_hat_batch = self.x_hat if self.mean is None else x_minus_batch_mean * self.inv_std
+            self.x_hat_batch = self.x_hat if self.mean is None else _per_channel(xp.multiply, x_minus_batch_mean, self.inv_std)
         return y
 
     def backward(self, g):
@@ -184,15 +195,16 @@ class BatchNorm(_BatchStatisticsNorm):
         A fixed statistic is a constant, so its term is absent.  With both batch statistics
         this is the familiar :math:`s(\hat g_i - \overline{\hat g} - \hat x_i\overline{\hat g\hat x})`.
         """
+        xp = backend.array_namespace(g)
         sum_g, sum_g_x_hat = self._sums_for_backward(g, batch_scale=self.var is None)  # sum g, sum g x_hat
         g_x = None
         if self.needs_input_grad[0]:
             scale = _reshape_to_broadcast(self.weight, g) * self.inv_std  # gamma s
-            g_x = g * scale  # s hat_g: a new array, updated in place below
+            g_x = _per_channel(xp.multiply, g, scale)  # s hat_g: a new array, updated in place below
             if self.mean is None:
-                g_x -= scale * sum_g / self.n  # - (s/n) sum hat_g
+                g_x = _per_channel(xp.subtract, g_x, scale * sum_g / self.n, out=g_x)  # - (s/n) sum hat_g
             if self.var is None:
-                g_x -= self.x_hat_batch * (scale * sum_g_x_hat / self.n)  # - (s^2/n) (x - mu_B) sum hat_g x_hat
+                g_x -= _per_channel(xp.multiply, self.x_hat_batch, scale * sum_g_x_hat / self.n)  # - (s^2/n) (x - mu_B) sum hat_g x_hat
         return (g_x, *self._affine_parameter_gradients(sum_g, sum_g_x_hat))
 
 
@@ -259,9 +271,9 @@ class RobustNorm(_BatchStatisticsNorm):
         if self.needs_input_grad[0]:
             weight = _reshape_to_broadcast(self.weight, g)
             scale = weight / self.denominator  # gamma / d
-            g_x = g * scale  # hat_g / d: a new array, updated in place below
+            g_x = _per_channel(xp.multiply, g, scale)  # hat_g / d: a new array, updated in place below
             if self.mean is None:
-                g_x -= scale * sum_g / self.n  # - (1/(n d)) sum hat_g
+                g_x = _per_channel(xp.subtract, g_x, scale * sum_g / self.n, out=g_x)  # - (1/(n d)) sum hat_g
             if self.value_range is None:
                 # dL/dr = -(p r^(p-1) / d) sum hat_g x_hat.  At r = 0 (a constant channel) r^(p-1) is infinite
                 # for p < 1; there every position is both the max and the min, so dr/dx = 1/n - 1/n = 0 (a
@@ -275,8 +287,9 @@ class RobustNorm(_BatchStatisticsNorm):
                 # equally (the authors' torch.max(dim) gives it all to one of them; both are valid
                 # subgradients, but they differ at ties).
                 for extreme, sign in ((self.x_max, 1.0), (self.x_min, -1.0)):
-                    at_extreme = xp.astype(self.x == extreme, g.dtype)
-                    at_extreme *= sign * g_r / _sum_per_channel(at_extreme)  # dL/dr * (+-[x = extreme] / k)
+                    at_extreme = xp.astype(_per_channel(xp.equal, self.x, extreme), g.dtype)  # [x = extreme]
+                    at_extreme = _per_channel(xp.multiply, at_extreme, sign * g_r / _sum_per_channel(at_extreme),
+                                              out=at_extreme)  # dL/dr * (+-[x = extreme] / k)
                     g_x += at_extreme
         return (g_x, *self._affine_parameter_gradients(sum_g, sum_g_x_hat))
 
