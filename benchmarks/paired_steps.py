@@ -3,17 +3,23 @@
     python benchmarks/paired_steps.py --toggle row-offsets            # ResNet-20, BatchNorm, train and attack
     python benchmarks/paired_steps.py --toggle im2col-copy --model small_cnn
     python benchmarks/paired_steps.py --toggle matmul-into --pairs 30
+    python benchmarks/paired_steps.py --toggle channelwise --norm rn
 
 Each pair times the step once with the fast path and once without (the order alternates from pair
 to pair), so both see the same machine; the median of the per-pair ratios is robust to a noisy
 machine where absolute times are not.  Toggles (each a plain reference path the tests compare with):
 
 * ``row-offsets``: stride-1 convolutions with few channels by row offsets, or all with im2col
-  (``minirn.backend.windows.ROW_OFFSET_MAX_CHANNELS`` 16 or 0);
+  (``minirn.backend.windows.ROW_OFFSET_MAX_CHANNELS`` 16 or 0; the 32-channel weight gradients keep
+  theirs: see ``weight-gradient-32``);
 * ``im2col-copy``: X_col copied a window row at a time (``backend.im2col``) or element by element
   (``backend.im2col_reference``);
 * ``matmul-into``: each block's product written into the output (``backend.matmul_into``) or made and
-  then copied there.
+  then copied there;
+* ``weight-gradient-32``: the weight gradient by row offsets also at 16 to 32 channels, or only where the
+  forward pass takes them (``ROW_OFFSET_WEIGHT_GRADIENT_MAX_CHANNELS`` 32 or 16);
+* ``channelwise``: elementwise operations with one value per channel (BatchNorm, RobustNorm, ReLU) on
+  long rows (``backend.channelwise``) or broadcast (``backend.channelwise_reference``).
 """
 import argparse
 import statistics
@@ -29,10 +35,17 @@ def _generic_matmul_into(out, rows, a, b):
     out[rows, ...] = a @ b
 
 
+def _broadcast_channelwise(op, x, v, out=None):
+    return backend.channelwise_reference(op, x, v)
+
+
 TOGGLES = {  # name -> (attribute holder, attribute, fast value, reference value)
     "row-offsets": (windows, "ROW_OFFSET_MAX_CHANNELS", windows.ROW_OFFSET_MAX_CHANNELS, 0),
     "im2col-copy": (backend, "im2col", backend.im2col, backend.im2col_reference),
     "matmul-into": (backend, "matmul_into", backend.matmul_into, _generic_matmul_into),
+    "weight-gradient-32": (windows, "ROW_OFFSET_WEIGHT_GRADIENT_MAX_CHANNELS",
+                           windows.ROW_OFFSET_WEIGHT_GRADIENT_MAX_CHANNELS, windows.ROW_OFFSET_MAX_CHANNELS),
+    "channelwise": (backend, "channelwise", backend.channelwise, _broadcast_channelwise),
 }
 
 

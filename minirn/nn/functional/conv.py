@@ -93,9 +93,10 @@ class Conv2d(Function):
     * **im2col** (:func:`_correlate`): one matrix product per block on :math:`X_{col}`; every stride,
       every device.  :func:`minirn.backend.im2col` copies each window row as one item on NumPy.
     * **row offsets** (:func:`_correlate_by_row_offsets`, :func:`_weight_gradient_by_row_offsets`):
-      stride 1 with at most 16 channels in and out on NumPy (:func:`minirn.backend.row_offsets_pay`),
-      where copying :math:`X_{col}` costs as much as multiplying it: kh products on shifted views of a
-      kw-times copy instead of one product on a kh·kw-times copy.  Same values up to float rounding.
+      stride 1 with at most 16 channels in and out on NumPy (the weight gradient also with 16 to 32;
+      :func:`minirn.backend.row_offsets_pay`), where copying :math:`X_{col}` costs as much as
+      multiplying it: kh products on shifted views of a kw-times copy instead of one product on a
+      kh·kw-times copy.  Same values up to float rounding.
     """
 
     def __init__(self, stride=1, padding=0):
@@ -136,7 +137,7 @@ class Conv2d(Function):
             else:
                 gx = _channels_first(_crop(self._input_gradient_by_folding(g_last), self.x_shape, self.padding))
         if wants[1]:
-            if _by_row_offsets(self.padded, (kh, kw), self.stride, o):
+            if _by_row_offsets(self.padded, (kh, kw), self.stride, o, weight_gradient=True):
                 g_w_mat = _weight_gradient_by_row_offsets(self.padded, g_last, (kh, kw))
             else:
                 g_w_mat = xp.zeros((o, kh * kw * c), dtype=g.dtype, device=g.device)
@@ -229,10 +230,11 @@ def _correlate(padded, w_mat, kernel, stride):
     return xp.reshape(out, (n, h_out, w_out, o))
 
 
-def _by_row_offsets(padded, kernel, stride, out_channels):
-    """Whether to correlate by row offsets (:func:`_correlate_by_row_offsets`) instead of with im2col:
-    stride 1, a kernel taller than one row, and where it pays (:func:`minirn.backend.row_offsets_pay`)."""
-    return stride == (1, 1) and kernel[0] > 1 and backend.row_offsets_pay(padded, out_channels)
+def _by_row_offsets(padded, kernel, stride, out_channels, weight_gradient=False):
+    """Whether to correlate by row offsets (:func:`_correlate_by_row_offsets`, or for ``weight_gradient``
+    :func:`_weight_gradient_by_row_offsets`) instead of with im2col: stride 1, a kernel taller than one
+    row, and where it pays (:func:`minirn.backend.row_offsets_pay`)."""
+    return stride == (1, 1) and kernel[0] > 1 and backend.row_offsets_pay(padded, out_channels, weight_gradient)
 
 
 def _correlate_by_row_offsets(padded, w_mat, kernel):

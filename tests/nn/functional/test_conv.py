@@ -175,6 +175,7 @@ def test_row_offset_correlation_equals_im2col(rng, monkeypatch, x_shape, w_shape
     results = {}
     for max_channels in (0, 16):  # 0: every convolution takes im2col
         monkeypatch.setattr(backend.windows, "ROW_OFFSET_MAX_CHANNELS", max_channels)
+        monkeypatch.setattr(backend.windows, "ROW_OFFSET_WEIGHT_GRADIENT_MAX_CHANNELS", max_channels)
         conv = conv_module.Conv2d(stride=1, padding=padding)
         y = conv.forward(x, w)
         g = rng.standard_normal(y.shape) if not results else results[0][2]
@@ -201,6 +202,45 @@ def test_row_offsets_are_taken_only_where_they_pay():
     assert not _by_row_offsets(padded, (3, 3), (2, 2), 16)
     assert not _by_row_offsets(padded, (1, 1), (1, 1), 16)
     assert not _by_row_offsets(strict.zeros((2, 34, 34, 16)), (3, 3), (1, 1), 16)
+
+
+def test_weight_gradient_takes_row_offsets_up_to_32_channels():
+    """The weight gradient by row offsets also pays at 16 to 32 channels in (ResNet-20's 32-channel stage),
+    not at 64 and not with fewer than 16 channels in (the small CNN's 1 -> 32), and wherever the forward
+    pass takes row offsets (ResNet-20's 3 -> 16 first convolution)."""
+    from minirn.nn.functional.conv import _by_row_offsets
+
+    def takes(c_in, c_out):
+        return _by_row_offsets(np.zeros((2, 18, 18, c_in), dtype=np.float32), (3, 3), (1, 1), c_out, weight_gradient=True)
+
+    assert takes(32, 32) and takes(16, 32) and takes(16, 16) and takes(3, 16)
+    assert not takes(64, 64) and not takes(1, 32) and not takes(32, 64)
+    assert not _by_row_offsets(np.zeros((2, 18, 18, 32)), (3, 3), (1, 1), 32)  # the forward pass: im2col
+
+
+@pytest.mark.parametrize("one_image_per_block", [False, True])
+def test_weight_gradient_by_row_offsets_at_32_channels_equals_im2col(rng, monkeypatch, one_image_per_block):
+    """A 16 -> 24 convolution: the forward pass and the input gradient take im2col, the weight gradient row
+    offsets; every gradient equals the all-im2col computation and the loop reference's forward."""
+    from minirn.nn.functional import conv as conv_module
+
+    if one_image_per_block:
+        monkeypatch.setattr(backend.windows, "CPU_BLOCK_BYTES", 1)
+    x, w = rng.standard_normal((2, 16, 5, 4)), rng.standard_normal((24, 16, 3, 3))
+    g = rng.standard_normal((2, 24, 5, 4))
+    results = {}
+    for max_channels in (0, 32):  # 0: the weight gradient takes im2col too
+        monkeypatch.setattr(backend.windows, "ROW_OFFSET_WEIGHT_GRADIENT_MAX_CHANNELS", max_channels)
+        conv = conv_module.Conv2d(stride=1, padding=1)
+        y = conv.forward(x, w)
+        conv.needs_input_grad = (True, True)
+        gx, gw, _ = conv.backward(g)
+        taken = conv_module._by_row_offsets(conv.padded, (3, 3), (1, 1), 24, weight_gradient=True)
+        results[max_channels] = (y, gx, gw, taken)
+    assert results[32][3] and not results[0][3]
+    for a, b in zip(results[0][:3], results[32][:3]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(results[32][0], conv2d_ref(x, w, None, 1, 1), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding", ROW_OFFSET_SHAPES)
