@@ -15,6 +15,24 @@ def test_time_alternating_calls_each_function_in_turn():
     assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
 
 
+def test_time_alternating_settles_before_each_timed_call_without_timing_it(monkeypatch):
+    """The wait for the other framework's spinning threads comes before every timed call and is not timed."""
+    events = []
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: events.append(("sleep", seconds)))
+    candidates = {"a": lambda: events.append("a"), "b": lambda: events.append("b")}
+    times = bench.time_alternating(candidates, repeats=2, warmup=1, settle=0.25)
+    assert events == ["a", "b"] + [("sleep", 0.25), "a", ("sleep", 0.25), "b"] * 2
+    monkeypatch.undo()
+    times = bench.time_alternating({"a": lambda: None}, repeats=3, warmup=0, settle=0.05)
+    assert times["a"] < 0.05  # a real 50 ms sleep before each call, none of it in the median
+
+
+def test_bench_rejects_a_negative_settle(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--settle", "-1", "--no-memory"])
+    assert "--settle must be >= 0" in capsys.readouterr().err
+
+
 def test_run_without_torch(monkeypatch):
     monkeypatch.setattr(bench, "torch_available", lambda device: False)
     logged = []

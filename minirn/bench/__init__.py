@@ -10,7 +10,9 @@ Workloads (batch 128, float32): ``small_cnn`` on 1×28×28 and ``resnet20`` on
 
 minirn and PyTorch run alternately after a warm-up, with the same thread
 count, and the table reports medians and the ratio minirn / PyTorch: ratios
-survive a noisy machine, absolute times do not.  Without PyTorch only
+survive a noisy machine, absolute times do not.  Each timed call waits
+:data:`SETTLE_SECONDS` first (untimed), so that the worker threads the other
+framework left spinning have gone to sleep (see there).  Without PyTorch only
 minirn's figures are printed.
 
 The PyTorch networks are :mod:`minirn.bench.torch_twins`, which the oracle
@@ -111,20 +113,31 @@ def torch_steps(arch, norm, shape, batch, device):
 
 
 # --- measurement -----------------------------------------------------------------------------------
+#: Seconds to wait (untimed) before each timed call.  After each matrix product OpenBLAS's worker threads
+#: spin for about 2^28 cycles (0.1 s at 2.6 GHz; ``OPENBLAS_THREAD_TIMEOUT``) before they sleep, and
+#: PyTorch's OpenMP threads briefly too.  On a 2-core machine a PyTorch step timed right after a minirn
+#: step shares the cores with a spinning OpenBLAS thread: ResNet-20's BatchNorm training step took 201 ms
+#: without the wait and 139-154 ms with 0.1-0.5 s (as when PyTorch runs alone), so without it every
+#: ratio flattered minirn (docs/BENCHMARKS.md).
+SETTLE_SECONDS = 0.2
+
+
 def _time(fn):
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def time_alternating(candidates: dict, repeats: int, warmup: int) -> dict:
-    """Median seconds per call of each function, calling them in turn (a, b, a, b, ...) after a warm-up."""
+def time_alternating(candidates: dict, repeats: int, warmup: int, settle: float = 0.0) -> dict:
+    """Median seconds per call of each function, calling them in turn (a, b, a, b, ...) after a warm-up;
+    ``settle`` seconds of (untimed) sleep before each timed call."""
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
     samples = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
+            time.sleep(settle)
             samples[name].append(_time(fn))
     return {name: statistics.median(values) for name, values in samples.items()}
 
@@ -197,7 +210,8 @@ def describe_blas(info) -> str:
     return f"NumPy BLAS: {what} ({variables})"
 
 
-def run(workloads, batch=128, repeats=7, warmup=2, device="cpu", memory=True, threads=None, log=print) -> dict:
+def run(workloads, batch=128, repeats=7, warmup=2, device="cpu", memory=True, threads=None, log=print,
+        settle=SETTLE_SECONDS) -> dict:
     """Benchmark ``workloads``; return the results (printed as a table by :func:`format_table`)."""
     backend.check_device(device)
     unknown = [w for w in workloads if w not in WORKLOADS]
@@ -221,7 +235,7 @@ def run(workloads, batch=128, repeats=7, warmup=2, device="cpu", memory=True, th
             candidates = {"minirn": ours[i]}
             if theirs:
                 candidates["torch"] = theirs[i]
-            times = time_alternating(candidates, repeats, warmup)
+            times = time_alternating(candidates, repeats, warmup, settle)
             row[f"{measure}_minirn_ms"] = 1000 * times["minirn"]
             if theirs:
                 row[f"{measure}_torch_ms"] = 1000 * times["torch"]
@@ -235,7 +249,7 @@ def run(workloads, batch=128, repeats=7, warmup=2, device="cpu", memory=True, th
         rows.append(row)
         log(format_row(row))
     return {
-        "batch": batch, "repeats": repeats, "warmup": warmup, "device": device, "torch": have_torch,
+        "batch": batch, "repeats": repeats, "warmup": warmup, "settle_s": settle, "device": device, "torch": have_torch,
         "threads": threads or (torch.get_num_threads() if have_torch else os.cpu_count()),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "blas": blas,
@@ -284,18 +298,23 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (default %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu (NumPy) or gpu (CuPy; PyTorch on CUDA) (default %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: its own default)")
+    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS,
+                        help="seconds to wait (untimed) before each timed call, for the other framework's "
+                             "spinning worker threads to sleep (default %(default)s)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement (one subprocess per framework)")
     parser.add_argument("--json", default=os.path.join("results-bench", "bench.json"),
                         help="where to write the results (default %(default)s)")
     parser.add_argument("--memory-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.settle < 0:
+        parser.error(f"--settle must be >= 0 seconds, got {args.settle}")
     backend.retain_freed_memory()  # as every minirn command does (minirn.backend.memory); PyTorch shares the process
     if args.memory_worker:
         framework, workload, batch, device = args.memory_worker
         print(memory_worker(framework, workload, int(batch), device))
         return 0
     results = run(args.workloads.split(","), args.batch, args.repeats, args.warmup, args.device,
-                  memory=not args.no_memory, threads=args.threads)
+                  memory=not args.no_memory, threads=args.threads, settle=args.settle)
     print()
     print(format_table(results))
     if not results["torch"]:
