@@ -181,7 +181,8 @@ run_step tests "$TESTS_LIMIT" "$OUTDIR/tests.log" \
     env MINIRN_TEST_DEVICES="$MODE" "$PYTHON" -m pytest "${PYTEST_OPTIONS[@]}" "${TESTS[@]}"
 
 # --- bench: minirn against PyTorch on the device (peak memory is host memory: not measured) -----------------------
-run_step bench "$BENCH_LIMIT" "$OUTDIR/bench.log" "$PYTHON" -m minirn bench --device "$MODE" --no-memory \
+# --settle 0: the 0.2 s wait for spinning CPU threads (OpenBLAS products) is for the CPU; it would cost ~20 s here.
+run_step bench "$BENCH_LIMIT" "$OUTDIR/bench.log" "$PYTHON" -m minirn bench --device "$MODE" --no-memory --settle 0 \
     --json "$OUTDIR/bench.json" "${BENCH[@]}"
 
 # --- reproduce: the quick pipeline, one worker (a GPU runs one job at a time) ------------------------------------
