@@ -61,9 +61,9 @@ def channelwise(op, x, v, out=None):
     paths return a new array.
     """
     if isinstance(v, (int, float)):
-        if not (isinstance(x, np.ndarray) and x.ndim in (2, 4)):
+        if not (isinstance(x, np.ndarray) and x.ndim in (2, 4) and x.dtype.kind == "f"):
             return op(x, v)
-        v = np.full((x.shape[1],), v, dtype=x.dtype)  # what NumPy makes of a Python number against x
+        v = np.full((x.shape[1],), v, dtype=x.dtype)  # what NumPy makes of a Python number against floats
     fast = isinstance(x, np.ndarray) and isinstance(v, np.ndarray) and x.ndim in (2, 4) and v.size == x.shape[1]
     rows = _channels_last_rows(x) if fast else None
     if rows is not None and out is not None:

@@ -73,3 +73,13 @@ def test_channelwise_with_out_in_another_layout_still_returns_the_result(rng):
     v = rng.standard_normal(3)
     got = backend.channelwise(np.multiply, x, v, out=out)
     np.testing.assert_array_equal(got, x * v.reshape(1, 3, 1, 1))
+
+
+def test_channelwise_with_a_number_promotes_like_numpy():
+    """A Python number against integers gives what NumPy gives (floats for 0.0), not x's dtype."""
+    x = np.arange(24).reshape(2, 3, 2, 2)
+    for value in (0.0, 2):
+        got = backend.channelwise(np.maximum, x, value)
+        want = np.maximum(x, value)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
