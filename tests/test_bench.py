@@ -22,9 +22,18 @@ def test_time_alternating_settles_before_each_timed_call_without_timing_it(monke
     candidates = {"a": lambda: events.append("a"), "b": lambda: events.append("b")}
     times = bench.time_alternating(candidates, repeats=2, warmup=1, settle=0.25)
     assert events == ["a", "b"] + [("sleep", 0.25), "a", ("sleep", 0.25), "b"] * 2
-    monkeypatch.undo()
-    times = bench.time_alternating({"a": lambda: None}, repeats=3, warmup=0, settle=0.05)
-    assert times["a"] < 0.05  # a real 50 ms sleep before each call, none of it in the median
+    clock = [0.0]  # a fake clock: the sleep advances it by its seconds, each call by 1 ms
+
+    def sleep(seconds):
+        clock[0] += seconds
+
+    def call():
+        clock[0] += 0.001
+
+    monkeypatch.setattr(bench.time, "sleep", sleep)
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    times = bench.time_alternating({"a": call}, repeats=3, warmup=0, settle=0.25)
+    assert times["a"] == pytest.approx(0.001) and clock[0] == pytest.approx(3 * 0.251)  # slept, not timed
 
 
 def test_bench_rejects_a_negative_settle(capsys):
