@@ -66,10 +66,9 @@ def channelwise(op, x, v, out=None):
         v = np.full((x.shape[1],), v, dtype=x.dtype)  # what NumPy makes of a Python number against floats
     fast = isinstance(x, np.ndarray) and isinstance(v, np.ndarray) and x.ndim in (2, 4) and v.size == x.shape[1]
     rows = _channels_last_rows(x) if fast else None
-    if rows is not None and out is not None:
-        out_rows = _channels_last_rows(out) if isinstance(out, np.ndarray) and out.shape == x.shape else None
-        rows = None if out_rows is None else rows
-    if rows is None:
+    out_fits = out is None or (isinstance(out, np.ndarray) and out.shape == x.shape)
+    out_rows = None if out is None or rows is None or not out_fits else _channels_last_rows(out)
+    if rows is None or (out is not None and out_rows is None):
         return channelwise_reference(op, x, v)
     m, c = rows.shape
     k = _rows_per_fold(m)

@@ -65,11 +65,13 @@ def _per_channel(op, x, v, out=None):
     return backend.channelwise(op, x, v, out=out)
 
 
-def _x_hat(x, mean, inv_scale):
-    r""":math:`\hat x = (x - \mu)\,s`, recomputed where the forward pass did not keep it."""
+def _x_hat(x, mean, inv_scale, x_minus_mean=None):
+    r""":math:`\hat x = (x - \mu)\,s`.  ``x_minus_mean``: :math:`x - \mu` if the caller has it already; it
+    becomes :math:`\hat x` in place (it is needed no more, and its memory is still in the cache)."""
     xp = backend.array_namespace(x)
-    x_minus_mean = _per_channel(xp.subtract, x, mean)
-    return _per_channel(xp.multiply, x_minus_mean, inv_scale, out=x_minus_mean)
+    if x_minus_mean is None:
+        x_minus_mean = _per_channel(xp.subtract, x, mean)                           # x - mu
+    return _per_channel(xp.multiply, x_minus_mean, inv_scale, out=x_minus_mean)     # (x - mu) s
 
 
 def _sum_per_channel(x, y=None):
@@ -106,10 +108,7 @@ class _BatchStatisticsNorm(Function):
             self.x_hat = None
             y = _per_channel(xp.multiply, x, scale)                                 # y = x gamma s
             return _per_channel(xp.add, y, bias - mean * scale, out=y)              #   + beta - mu gamma s
-        if x_minus_mean is None:
-            x_minus_mean = _per_channel(xp.subtract, x, mean)                       # x - mu
-        # in place: x - mu is needed no more, and its memory is still in the cache
-        self.x_hat = _per_channel(xp.multiply, x_minus_mean, inv_scale, out=x_minus_mean)  # x_hat = (x - mu) s
+        self.x_hat = _x_hat(x, mean, inv_scale, x_minus_mean)                       # x_hat = (x - mu) s
         y = _per_channel(xp.multiply, self.x_hat, weight)                           # y = gamma x_hat
         return _per_channel(xp.add, y, bias, out=y)                                 #   + beta (in place: y is ours)
 
@@ -176,7 +175,7 @@ class BatchNorm(_BatchStatisticsNorm):
         x_minus_mean = x_minus_batch_mean if self.mean is None and self.var is None else None  # x - mu, if computed
         y = self._affine_forward(x, mean, self.inv_std, weight, bias, fixed, x_minus_mean)  # x_hat = (x - mu) s, y = gamma x_hat + beta
         if self.var is None:  # (x - mu_B) s, what the gradient through sigma_B^2 needs (= x_hat if mu = mu_B)
-            self.x_hat_batch = self.x_hat if self.mean is None else _per_channel(xp.multiply, x_minus_batch_mean, self.inv_std)
+            self.x_hat_batch = self.x_hat if self.mean is None else _x_hat(x, self.batch_mean, self.inv_std, x_minus_batch_mean)
         return y
 
     def backward(self, g):
