@@ -19,7 +19,9 @@ machine where absolute times are not.  Toggles (each a plain reference path the 
 * ``weight-gradient-32``: the weight gradient by row offsets also at 16 to 32 channels, or only where the
   forward pass takes them (``ROW_OFFSET_WEIGHT_GRADIENT_MAX_CHANNELS`` 32 or 16);
 * ``channelwise``: elementwise operations with one value per channel (BatchNorm, RobustNorm, ReLU) on
-  long rows (``backend.channelwise``) or broadcast (``backend.channelwise_reference``).
+  long rows (``backend.channelwise``) or broadcast (``backend.channelwise_reference``);
+* ``input-gradient``: each stride-1 input gradient as a correlation of G or by folding, whichever
+  ``backend.input_gradient_by_correlation_pays`` says, or always as the correlation.
 """
 import argparse
 import statistics
@@ -39,6 +41,10 @@ def _broadcast_channelwise(op, x, v, out=None):
     return backend.channelwise_reference(op, x, v)
 
 
+def _always_correlate(g, in_channels):
+    return True
+
+
 TOGGLES = {  # name -> (attribute holder, attribute, fast value, reference value)
     "row-offsets": (windows, "ROW_OFFSET_MAX_CHANNELS", windows.ROW_OFFSET_MAX_CHANNELS, 0),
     "im2col-copy": (backend, "im2col", backend.im2col, backend.im2col_reference),
@@ -46,6 +52,8 @@ TOGGLES = {  # name -> (attribute holder, attribute, fast value, reference value
     "weight-gradient-32": (windows, "ROW_OFFSET_WEIGHT_GRADIENT_MAX_CHANNELS",
                            windows.ROW_OFFSET_WEIGHT_GRADIENT_MAX_CHANNELS, windows.ROW_OFFSET_MAX_CHANNELS),
     "channelwise": (backend, "channelwise", backend.channelwise, _broadcast_channelwise),
+    "input-gradient": (backend, "input_gradient_by_correlation_pays", backend.input_gradient_by_correlation_pays,
+                       _always_correlate),
 }
 
 

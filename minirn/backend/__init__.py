@@ -35,7 +35,8 @@ Helpers the standard lacks, each with a NumPy fast path and a generic path:
   window per row), :func:`fold_windows` (their adjoint, col2im), :func:`batch_blocks`
   (cache-sized blocks of a batch for the CPU), :func:`matmul_into` (a block's
   product written into its rows of the result), :func:`row_offsets_pay` (which
-  convolutions take the row-offset path on the CPU);
+  convolutions take the row-offset path on the CPU), :func:`input_gradient_by_correlation_pays`
+  (which stride-1 input gradients are a correlation rather than col2im);
 * :mod:`~minirn.backend.channels`: :func:`channel_sums`,
   :func:`channel_extrema` (the per-channel statistics of the batch norms), :func:`channelwise`
   (an elementwise operation with one value per channel, on long rows).
@@ -85,6 +86,7 @@ from minirn.backend.windows import (
     fold_windows,
     im2col,
     im2col_reference,
+    input_gradient_by_correlation_pays,
     matmul_into,
     row_offsets_pay,
     sliding_windows,
@@ -96,7 +98,7 @@ __all__ = [
     "channel_extrema", "channel_extrema_reference", "channel_sums", "channel_sums_reference",
     "channelwise", "channelwise_reference",
     "check_device", "device_available", "device_of", "dtype_name", "ensure_array", "fold_windows", "im2col", "im2col_reference",
-    "is_array", "is_floating", "manual_seed", "matmul_into", "namespace", "normal", "permutation", "rng",
+    "input_gradient_by_correlation_pays", "is_array", "is_floating", "manual_seed", "matmul_into", "namespace", "normal", "permutation", "rng",
     "retain_freed_memory", "row_offsets_pay", "scatter_add", "sliding_windows", "sliding_windows_reference", "synchronize", "to_device",
     "to_host", "uniform", "versions",
 ]

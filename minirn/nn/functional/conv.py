@@ -77,10 +77,13 @@ class Conv2d(Function):
 
     * :math:`\\partial L/\\partial W_{mat} = G^\\top X_{col}`
     * :math:`\\partial L/\\partial b = \\sum_{rows} G`
-    * :math:`\\partial L/\\partial X_{col} = G W_{mat}`, folded back onto x (col2im).  For stride 1
-      the same gradient is a correlation of G with the flipped, transposed kernel, which the forward
-      pass's code computes without col2im and faster (:meth:`_input_gradient_by_correlation`); other
-      strides fold (:meth:`_input_gradient_by_folding`).  A test checks that the two agree.
+    * :math:`\\partial L/\\partial X_{col} = G W_{mat}`, folded back onto x (col2im,
+      :meth:`_input_gradient_by_folding`).  For stride 1 the same gradient is also a correlation of G
+      with the flipped, transposed kernel, which the forward pass's code computes without col2im
+      (:meth:`_input_gradient_by_correlation`).  Which is faster depends on the channels
+      (:func:`minirn.backend.input_gradient_by_correlation_pays`): the correlation unless the input
+      has fewer channels than the output (a network's first convolution).  A test checks that the two
+      agree.
 
     On NumPy the rows of :math:`X_{col}` are built and multiplied a block of
     images at a time (:func:`minirn.backend.batch_blocks`), so that each block
@@ -132,7 +135,8 @@ class Conv2d(Function):
         g_last = _channels_last(g)  # G: (N, H', W', O)
         gx = gw = gb = None
         if wants[0]:
-            if _transposes_as_correlation(self.stride, self.padding, (kh, kw)):
+            if _transposes_as_correlation(self.stride, self.padding, (kh, kw)) and \
+                    backend.input_gradient_by_correlation_pays(g_last, c):
                 gx = _channels_first(self._input_gradient_by_correlation(g_last))
             else:
                 gx = _channels_first(_crop(self._input_gradient_by_folding(g_last), self.x_shape, self.padding))

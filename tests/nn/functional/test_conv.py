@@ -152,6 +152,46 @@ def test_input_gradient_by_correlation_equals_col2im(kernel, padding, device, rn
     np.testing.assert_allclose(by_correlation, by_folding, rtol=1e-12, atol=1e-12)
 
 
+def test_input_gradient_folds_where_the_input_has_fewer_channels(device, rng, monkeypatch):
+    """A stride-1 input gradient is the correlation of G unless the input has fewer channels than the
+    output (a network's first convolution: 1 -> 32, 3 -> 16), where it folds; both give the loop
+    reference's gradient."""
+    from minirn.nn.functional import conv as conv_module
+
+    def path(c_in, c_out):
+        g = backend.to_device(np.zeros((2, 6, 6, c_out), dtype=np.float32), device)
+        return "correlation" if backend.input_gradient_by_correlation_pays(g, c_in) else "folding"
+
+    assert path(1, 32) == path(3, 16) == path(16, 32) == "folding"
+    assert path(16, 16) == path(32, 32) == path(64, 64) == path(32, 16) == "correlation"
+
+    called = []
+    for method in ("_input_gradient_by_correlation", "_input_gradient_by_folding"):
+        original = getattr(conv_module.Conv2d, method)
+        monkeypatch.setattr(conv_module.Conv2d, method,
+                            lambda self, g, _m=method, _f=original: called.append(_m) or _f(self, g))
+    for c_in, c_out in ((2, 3), (3, 3)):
+        x, w = rng.standard_normal((2, c_in, 5, 4)), rng.standard_normal((c_out, c_in, 3, 3))
+        conv = conv_module.Conv2d(stride=1, padding=1)
+        y = conv.forward(backend.to_device(x, device), backend.to_device(w, device))
+        g = rng.standard_normal(tuple(y.shape))
+        conv.needs_input_grad = (True, False)
+        gx, _, _ = conv.backward(backend.to_device(g, device))
+        np.testing.assert_allclose(to_numpy(gx), _input_gradient_reference(x, w, g), rtol=1e-12, atol=1e-12)
+    assert called == ["_input_gradient_by_folding", "_input_gradient_by_correlation"]
+
+
+def _input_gradient_reference(x, w, g):
+    """dL/dx of a stride-1, padding-1 convolution by loops: each output pixel's gradient times the kernel,
+    added onto the window it came from."""
+    n, c, h, width = x.shape
+    gx = np.zeros((n, c, h + 2, width + 2))
+    for i in range(h):
+        for j in range(width):
+            gx[:, :, i : i + 3, j : j + 3] += np.einsum("no,ocab->ncab", g[:, :, i, j], w)
+    return gx[:, :, 1:-1, 1:-1]
+
+
 ROW_OFFSET_SHAPES = [
     # (x: (N, C, H, W), weight: (O, C, kh, kw), padding)
     ((3, 2, 5, 6), (4, 2, 3, 3), (1, 1)),
