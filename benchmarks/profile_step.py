@@ -3,23 +3,34 @@
     python benchmarks/profile_step.py                      # ResNet-20, BatchNorm, training step, cProfile
     python benchmarks/profile_step.py --norm rn --attack
     python benchmarks/profile_step.py --by-layer --steps 10   # wall time per operation (Function) and direction
+    python benchmarks/profile_step.py --products --steps 11   # the step's matrix products alone, against PyTorch
 
 Prints the median of the timed steps, then either the functions that took the most time over two
 profiled steps (cProfile) or, with ``--by-layer``, the wall time of each operation's forward and
 backward per step (each ``Function`` subclass timed where it runs, convolutions split into their
 im2col / row-offset copies, matrix products and padding).  `python -m minirn bench` compares
 against PyTorch; this script explains, with the benchmark's own steps (`minirn.bench.minirn_steps`).
+
+``--products`` asks how fast the step could be with its algorithm: it records every matrix product
+(``matmul``) one step makes, replays them alone on fresh operands of the same shapes and memory orders
+(no copies, no elementwise work in between), and times the replay, the whole minirn step and PyTorch's
+step in turn, each after the benchmark's untimed settle.  Whatever else changes, a step that keeps
+these products takes at least their time.
 """
 import argparse
 import collections
+import contextlib
 import cProfile
 import pstats
 import statistics
 import time
 
+import array_api_compat.numpy as compat_numpy
+import numpy as np
+
 from minirn import backend, bench
 from minirn.autograd.tensor import Function
-from minirn.nn.functional import conv
+from minirn.nn.functional import conv, normalization
 
 SHAPES = {"resnet20": (3, 32, 32), "small_cnn": (1, 28, 28)}
 
@@ -65,6 +76,98 @@ def by_layer(step, steps):
     return statistics.median(times), {k: v / steps for k, v in totals.items()}, sum(times) / steps
 
 
+@contextlib.contextmanager
+def recorded_normalised_shapes(shapes):
+    """Record the shape of every input to BatchNorm / RobustNorm's forward pass inside the block."""
+    cls = normalization._BatchStatisticsNorm
+    original = cls.__call__  # inherited from Function
+
+    def recording(self, x, *args, **kwargs):
+        shapes.append(tuple(x.shape))
+        return original(self, x, *args, **kwargs)
+
+    cls.__call__ = recording
+    try:
+        yield
+    finally:
+        del cls.__call__
+
+
+def passes_over(shapes, steps):
+    """Median seconds of one write pass (y = x * v, one value per channel) and one read pass (per-channel
+    sums) over fresh channels-last float32 arrays of the given (N, C, H, W) shapes: the unit of BatchNorm's
+    cost in array code, where every operation reads and writes whole arrays."""
+    rng = np.random.default_rng(0)
+    xs = [np.permute_dims(rng.standard_normal((n, h, w, c), dtype=np.float32), (0, 3, 1, 2)) for n, c, h, w in shapes]
+    ys = [np.empty_like(x) for x in xs]
+    vs = [rng.standard_normal(x.shape[1], dtype=np.float32) for x in xs]
+
+    def write_pass():
+        for x, y, v in zip(xs, ys, vs):
+            backend.channelwise(np.multiply, x, v, out=y)
+
+    def read_pass():
+        for x in xs:
+            backend.channel_sums(x)
+
+    return [statistics.median(timed_steps(f, steps)) for f in (write_pass, read_pass)]
+
+
+@contextlib.contextmanager
+def recorded_products(calls):
+    """Record (a, b) of every ``matmul`` call, NumPy's and the array-API namespace's, inside the block."""
+    original = np.matmul
+
+    def recording(a, b, *args, **kwargs):
+        calls.append((a, b))
+        return original(a, b, *args, **kwargs)
+
+    np.matmul = compat_numpy.matmul = recording
+    try:
+        yield
+    finally:
+        np.matmul, compat_numpy.matmul = original, original
+
+
+def _like(a, rng):
+    """A fresh array of a's shape and dtype, Fortran-ordered where a is a transposed view."""
+    fresh = rng.standard_normal(a.shape).astype(a.dtype)
+    return np.asfortranarray(fresh) if a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous else fresh
+
+
+def products_alone(step, torch_step, steps):
+    """Median seconds of (the step's products replayed alone, the whole step, PyTorch's step or None),
+    the number of products and their GFLOP."""
+    calls, shapes = [], []
+    step()  # warm-up
+    with recorded_products(calls), recorded_normalised_shapes(shapes):
+        step()
+    rng = np.random.default_rng(0)
+    operands = []
+    for a, b in calls:
+        out = np.empty((*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1]), dtype=a.dtype)
+        operands.append((_like(a, rng), _like(b, rng), out))
+    flops = sum(2 * out.size * a.shape[-1] for a, b, out in operands)
+
+    def replay():
+        for a, b, out in operands:
+            np.matmul(a, b, out=out)
+
+    timed = [replay, step] + ([torch_step] if torch_step else [])
+    times = {f: [] for f in timed}
+    for f in timed:
+        f()  # warm-up
+    for _ in range(steps):
+        for f in timed:
+            time.sleep(bench.SETTLE_SECONDS)  # as minirn bench does: no other thread spinning
+            start = time.perf_counter()
+            f()
+            times[f].append(time.perf_counter() - start)
+    medians = [statistics.median(times[f]) for f in timed]
+    passes = passes_over(shapes, steps)
+    return (*medians[:2], medians[2] if torch_step else None), len(operands), flops / 1e9, (len(shapes), *passes)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet20", choices=list(SHAPES))
@@ -73,6 +176,8 @@ def main():
     parser.add_argument("--attack", action="store_true", help="profile the attack gradient step instead")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--by-layer", action="store_true", help="wall time per operation instead of cProfile")
+    parser.add_argument("--products", action="store_true",
+                        help="time the step's matrix products alone, the step, and PyTorch's step")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (default %(default)s)")
     args = parser.parse_args()
 
@@ -80,6 +185,20 @@ def main():
     train_step, attack_step = bench.minirn_steps(args.model, args.norm, SHAPES[args.model], args.batch, "cpu")
     step = attack_step if args.attack else train_step
     name = f"{args.model} {args.norm} {'attack' if args.attack else 'train'} step"
+    if args.products:
+        try:
+            torch_train, torch_attack = bench.torch_steps(args.model, args.norm, SHAPES[args.model], args.batch, "cpu")
+            torch_step = torch_attack if args.attack else torch_train
+        except ImportError:
+            torch_step = None
+        (alone, whole, torch_time), count, gflop, (norms, write, read) = products_alone(step, torch_step, args.steps)
+        print(f"{name} (medians of {args.steps}): its {count} matrix products ({gflop:.1f} GFLOP) alone "
+              f"{1000 * alone:.0f} ms; the whole step {1000 * whole:.0f} ms"
+              + ("" if torch_time is None else f"; PyTorch's step {1000 * torch_time:.0f} ms "
+                 f"(products alone {alone / torch_time:.2f}x, whole step {whole / torch_time:.2f}x)"))
+        print(f"one pass over the {norms} normalisation layers' inputs: writing {1000 * write:.1f} ms, "
+              f"reading {1000 * read:.1f} ms")
+        return
     if args.by_layer:
         median, per_step, mean = by_layer(step, args.steps)
         print(f"{name}: {1000 * median:.0f} ms (median of {args.steps}; mean {1000 * mean:.0f} ms)")

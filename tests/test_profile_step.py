@@ -1,0 +1,49 @@
+"""benchmarks/profile_step.py --products: it records every matrix product a step makes (through NumPy and
+through the array-API namespace minirn uses), replays exactly those shapes, and leaves NumPy as it found it."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+import minirn
+from minirn.nn import functional as F
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("profile_step", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recorded_products_sees_the_layers_products_and_restores_numpy():
+    profile_step = load_script()
+    original = np.matmul
+    x = minirn.tensor(np.ones((5, 3), dtype=np.float32), requires_grad=True)
+    w = minirn.tensor(np.ones((4, 3), dtype=np.float32), requires_grad=True)
+    calls = []
+    with profile_step.recorded_products(calls):
+        F.linear(x, w).sum().backward()  # x W^T, then G W and G^T x
+    assert np.matmul is original
+    shapes = sorted((a.shape, b.shape) for a, b in calls)
+    assert shapes == sorted([((5, 3), (3, 4)), ((5, 4), (4, 3)), ((4, 5), (5, 3))])
+
+
+def test_products_alone_replays_the_step_products_and_counts_their_flops(monkeypatch):
+    profile_step = load_script()
+    monkeypatch.setattr(profile_step.bench, "SETTLE_SECONDS", 0.0)
+    a, b = np.ones((64, 32), dtype=np.float32), np.ones((32, 8), dtype=np.float32)
+    steps = []
+
+    def step():
+        steps.append(1)
+        np.matmul(a, b)
+        np.matmul(b.T, a.T)  # a transposed view: replayed in Fortran order
+
+    (alone, whole, torch_time), count, gflop, _ = profile_step.products_alone(step, None, steps=2)
+    assert count == 2 and torch_time is None
+    assert gflop == 2 * (64 * 32 * 8 + 8 * 32 * 64) / 1e9
+    assert alone > 0 and whole > 0
+    assert len(steps) == 1 + 1 + 1 + 2  # warm-up, recorded, warm-up of the timing, two timed
