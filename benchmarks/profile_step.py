@@ -12,10 +12,11 @@ im2col / row-offset copies, matrix products and padding).  `python -m minirn ben
 against PyTorch; this script explains, with the benchmark's own steps (`minirn.bench.minirn_steps`).
 
 ``--products`` asks how fast the step could be with its algorithm: it records every matrix product
-(``matmul``) one step makes, replays them alone on fresh operands of the same shapes and memory orders
-(no copies, no elementwise work in between), and times the replay, the whole minirn step and PyTorch's
-step in turn, each after the benchmark's untimed settle.  Whatever else changes, a step that keeps
-these products takes at least their time.
+(``matmul``) and every im2col copy one step makes, replays each kind alone on fresh operands of the same
+shapes and memory orders, and times the two replays, the whole minirn step and PyTorch's step in turn, each
+after the benchmark's untimed settle; then one write and one read pass over the normalisation layers'
+inputs, the unit of BatchNorm's cost in array code.  Whatever else changes, a step that keeps these
+products and copies takes at least their time.
 """
 import argparse
 import collections
@@ -135,37 +136,64 @@ def _like(a, rng):
     return np.asfortranarray(fresh) if a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous else fresh
 
 
-def products_alone(step, torch_step, steps):
-    """Median seconds of (the step's products replayed alone, the whole step, PyTorch's step or None),
-    the number of products and their GFLOP."""
-    calls, shapes = [], []
+@contextlib.contextmanager
+def recorded_copies(calls):
+    """Record (x, kernel, stride) of every ``backend.im2col`` call (X_col and X_row) inside the block."""
+    original = backend.im2col
+
+    def recording(x, kernel, stride):
+        calls.append((x, kernel, stride))
+        return original(x, kernel, stride)
+
+    backend.im2col = recording
+    try:
+        yield
+    finally:
+        backend.im2col = original
+
+
+def floor(step, torch_step, steps):
+    """What one step costs against what its parts cost alone: a dict of median seconds for ``products``
+    (the step's matrix products replayed alone on fresh operands of the same shapes and memory orders),
+    ``copies`` (its im2col copies, X_col and X_row, replayed alone), ``step`` and ``torch`` (PyTorch's step,
+    or None), timed in turn, each after the bench's settle; the number of products and their ``gflop``; and
+    one ``write_pass`` and one ``read_pass`` over the inputs of its ``norm_layers`` (:func:`passes_over`)."""
+    products, copies, shapes = [], [], []
     step()  # warm-up
-    with recorded_products(calls), recorded_normalised_shapes(shapes):
+    with recorded_products(products), recorded_copies(copies), recorded_normalised_shapes(shapes):
         step()
     rng = np.random.default_rng(0)
     operands = []
-    for a, b in calls:
+    for a, b in products:
         out = np.empty((*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1]), dtype=a.dtype)
         operands.append((_like(a, rng), _like(b, rng), out))
-    flops = sum(2 * out.size * a.shape[-1] for a, b, out in operands)
+    windows = [(_like(x, rng), kernel, stride) for x, kernel, stride in copies]
 
-    def replay():
+    def replay_products():
         for a, b, out in operands:
             np.matmul(a, b, out=out)
 
-    timed = [replay, step] + ([torch_step] if torch_step else [])
-    times = {f: [] for f in timed}
-    for f in timed:
+    def replay_copies():
+        for x, kernel, stride in windows:
+            backend.im2col(x, kernel, stride)
+
+    timed = {"products": replay_products, "copies": replay_copies, "step": step, "torch": torch_step}
+    timed = {name: f for name, f in timed.items() if f is not None}
+    times = {name: [] for name in timed}
+    for f in timed.values():
         f()  # warm-up
     for _ in range(steps):
-        for f in timed:
+        for name, f in timed.items():
             time.sleep(bench.SETTLE_SECONDS)  # as minirn bench does: no other thread spinning
             start = time.perf_counter()
             f()
-            times[f].append(time.perf_counter() - start)
-    medians = [statistics.median(times[f]) for f in timed]
-    passes = passes_over(shapes, steps)
-    return (*medians[:2], medians[2] if torch_step else None), len(operands), flops / 1e9, (len(shapes), *passes)
+            times[name].append(time.perf_counter() - start)
+    result = {name: statistics.median(t) for name, t in times.items()}
+    result.setdefault("torch", None)
+    result["write_pass"], result["read_pass"] = passes_over(shapes, steps)
+    result.update(count=len(operands), gflop=sum(2 * out.size * a.shape[-1] for a, b, out in operands) / 1e9,
+                  norm_layers=len(shapes))
+    return result
 
 
 def main():
@@ -191,13 +219,17 @@ def main():
             torch_step = torch_attack if args.attack else torch_train
         except ImportError:
             torch_step = None
-        (alone, whole, torch_time), count, gflop, (norms, write, read) = products_alone(step, torch_step, args.steps)
-        print(f"{name} (medians of {args.steps}): its {count} matrix products ({gflop:.1f} GFLOP) alone "
-              f"{1000 * alone:.0f} ms; the whole step {1000 * whole:.0f} ms"
-              + ("" if torch_time is None else f"; PyTorch's step {1000 * torch_time:.0f} ms "
-                 f"(products alone {alone / torch_time:.2f}x, whole step {whole / torch_time:.2f}x)"))
-        print(f"one pass over the {norms} normalisation layers' inputs: writing {1000 * write:.1f} ms, "
-              f"reading {1000 * read:.1f} ms")
+        r = floor(step, torch_step, args.steps)
+        ms = {k: 1000 * v for k, v in r.items() if k in ("products", "copies", "step", "torch", "write_pass", "read_pass")
+              and v is not None}
+        print(f"{name} (medians of {args.steps}): the whole step {ms['step']:.0f} ms; its {r['count']} matrix products "
+              f"({r['gflop']:.1f} GFLOP) alone {ms['products']:.0f} ms; its im2col copies alone {ms['copies']:.0f} ms")
+        print(f"one pass over the {r['norm_layers']} normalisation layers' inputs: writing {ms['write_pass']:.1f} ms, "
+              f"reading {ms['read_pass']:.1f} ms")
+        if r["torch"] is not None:
+            print(f"PyTorch's step {ms['torch']:.0f} ms; against it: the whole step {r['step'] / r['torch']:.2f}x, "
+                  f"the products alone {r['products'] / r['torch']:.2f}x, products and copies "
+                  f"{(r['products'] + r['copies']) / r['torch']:.2f}x")
         return
     if args.by_layer:
         median, per_step, mean = by_layer(step, args.steps)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 import minirn
+from minirn import backend
 from minirn.nn import functional as F
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
@@ -31,19 +32,30 @@ def test_recorded_products_sees_the_layers_products_and_restores_numpy():
     assert shapes == sorted([((5, 3), (3, 4)), ((5, 4), (4, 3)), ((4, 5), (5, 3))])
 
 
-def test_products_alone_replays_the_step_products_and_counts_their_flops(monkeypatch):
+def test_floor_replays_the_step_products_and_copies_and_counts_their_flops(monkeypatch):
     profile_step = load_script()
     monkeypatch.setattr(profile_step.bench, "SETTLE_SECONDS", 0.0)
     a, b = np.ones((64, 32), dtype=np.float32), np.ones((32, 8), dtype=np.float32)
-    steps = []
+    images = np.ones((2, 6, 6, 3), dtype=np.float32)
+    steps, copied = [], []
+    original_im2col = backend.im2col
 
     def step():
         steps.append(1)
         np.matmul(a, b)
         np.matmul(b.T, a.T)  # a transposed view: replayed in Fortran order
+        backend.im2col(images, (3, 3), (1, 1))
 
-    (alone, whole, torch_time), count, gflop, _ = profile_step.products_alone(step, None, steps=2)
-    assert count == 2 and torch_time is None
-    assert gflop == 2 * (64 * 32 * 8 + 8 * 32 * 64) / 1e9
-    assert alone > 0 and whole > 0
+    def counting_im2col(x, kernel, stride):
+        copied.append((x.shape, kernel, stride))
+        return original_im2col(x, kernel, stride)
+
+    monkeypatch.setattr(backend, "im2col", counting_im2col)
+    r = profile_step.floor(step, None, steps=2)
+    assert r["count"] == 2 and r["torch"] is None and r["norm_layers"] == 0
+    assert r["gflop"] == 2 * (64 * 32 * 8 + 8 * 32 * 64) / 1e9
+    assert all(r[k] > 0 for k in ("products", "copies", "step"))
     assert len(steps) == 1 + 1 + 1 + 2  # warm-up, recorded, warm-up of the timing, two timed
+    # the step's own copies (one per call of the step) and the replay's (1 warm-up + 2 timed), of the same images
+    assert copied == [((2, 6, 6, 3), (3, 3), (1, 1))] * (len(steps) + 3)
+    assert backend.im2col is counting_im2col  # the recorder put back what it found
