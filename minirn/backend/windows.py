@@ -169,7 +169,7 @@ def input_gradient_by_correlation_pays(g, in_channels):
     onto the input (col2im, ``_input_gradient_by_folding``): unless the input has fewer channels than
     the output.  Then the correlation copies kh·kw·O values of G per pixel to compute C of them (batch
     128: MNIST's 1 -> 32 first convolution 12.3 ms against 1.1 ms folding, CIFAR's 3 -> 16 5.7 against
-    4.0 ms; the small CNN's attack step 0.87 times its time in paired runs).  With as many channels in
+    4.0 ms; the small CNN's attack step 0.90 times its time in paired runs).  With as many channels in
     as out the correlation is faster or level (16 -> 16 at 32x32: 6.6 against 9.0 ms; in ResNet-20's
     training step folding at 32 and 64 channels too was 5 % slower).  Both compute the same values up
     to float rounding (a test compares them)."""
