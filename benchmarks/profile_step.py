@@ -3,7 +3,7 @@
     python benchmarks/profile_step.py                      # ResNet-20, BatchNorm, training step, cProfile
     python benchmarks/profile_step.py --norm rn --attack
     python benchmarks/profile_step.py --by-layer --steps 10   # wall time per operation (Function) and direction
-    python benchmarks/profile_step.py --products --steps 11   # the step's matrix products alone, against PyTorch
+    python benchmarks/profile_step.py --products --steps 11   # its products and im2col copies alone, against PyTorch
 
 Prints the median of the timed steps, then either the functions that took the most time over two
 profiled steps (cProfile) or, with ``--by-layer``, the wall time of each operation's forward and
@@ -205,7 +205,7 @@ def main():
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--by-layer", action="store_true", help="wall time per operation instead of cProfile")
     parser.add_argument("--products", action="store_true",
-                        help="time the step's matrix products alone, the step, and PyTorch's step")
+                        help="time the step's matrix products and im2col copies alone, the step, and PyTorch's step")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (default %(default)s)")
     args = parser.parse_args()
 
