@@ -26,7 +26,6 @@ import pstats
 import statistics
 import time
 
-import array_api_compat.numpy as compat_numpy
 import numpy as np
 
 from minirn import backend, bench
@@ -78,20 +77,30 @@ def by_layer(step, steps):
 
 
 @contextlib.contextmanager
-def recorded_normalised_shapes(shapes):
-    """Record the shape of every input to BatchNorm / RobustNorm's forward pass inside the block."""
-    cls = normalization._BatchStatisticsNorm
-    original = cls.__call__  # inherited from Function
+def recording(holder, name, record):
+    """Inside the block, ``holder.name`` calls ``record(*args)`` and then what it was; afterwards it is what
+    it was again (an inherited attribute is inherited again)."""
+    own = name in vars(holder)
+    original = getattr(holder, name)
 
-    def recording(self, x, *args, **kwargs):
-        shapes.append(tuple(x.shape))
-        return original(self, x, *args, **kwargs)
+    def recorded(*args, **kwargs):
+        record(*args)
+        return original(*args, **kwargs)
 
-    cls.__call__ = recording
+    setattr(holder, name, recorded)
     try:
         yield
     finally:
-        del cls.__call__
+        if own:
+            setattr(holder, name, original)
+        else:
+            delattr(holder, name)
+
+
+def recorded_normalised_shapes(shapes):
+    """Record the shape of every input to BatchNorm / RobustNorm's forward pass inside the block."""
+    return recording(normalization._BatchStatisticsNorm, "__call__",
+                     lambda self, x, *rest: shapes.append(tuple(x.shape)))
 
 
 def passes_over(shapes, steps):
@@ -114,20 +123,10 @@ def passes_over(shapes, steps):
     return [statistics.median(timed_steps(f, steps)) for f in (write_pass, read_pass)]
 
 
-@contextlib.contextmanager
 def recorded_products(calls):
-    """Record (a, b) of every ``matmul`` call, NumPy's and the array-API namespace's, inside the block."""
-    original = np.matmul
-
-    def recording(a, b, *args, **kwargs):
-        calls.append((a, b))
-        return original(a, b, *args, **kwargs)
-
-    np.matmul = compat_numpy.matmul = recording
-    try:
-        yield
-    finally:
-        np.matmul, compat_numpy.matmul = original, original
+    """Record (a, b) of every ``matmul`` call inside the block: NumPy's, which the array-API namespace's
+    ``matmul`` calls too (each product once)."""
+    return recording(np, "matmul", lambda a, b, *rest: calls.append((a, b)))
 
 
 def _like(a, rng):
@@ -136,20 +135,9 @@ def _like(a, rng):
     return np.asfortranarray(fresh) if a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous else fresh
 
 
-@contextlib.contextmanager
 def recorded_copies(calls):
     """Record (x, kernel, stride) of every ``backend.im2col`` call (X_col and X_row) inside the block."""
-    original = backend.im2col
-
-    def recording(x, kernel, stride):
-        calls.append((x, kernel, stride))
-        return original(x, kernel, stride)
-
-    backend.im2col = recording
-    try:
-        yield
-    finally:
-        backend.im2col = original
+    return recording(backend, "im2col", lambda x, kernel, stride: calls.append((x, kernel, stride)))
 
 
 def floor(step, torch_step, steps):
@@ -178,17 +166,8 @@ def floor(step, torch_step, steps):
             backend.im2col(x, kernel, stride)
 
     timed = {"products": replay_products, "copies": replay_copies, "step": step, "torch": torch_step}
-    timed = {name: f for name, f in timed.items() if f is not None}
-    times = {name: [] for name in timed}
-    for f in timed.values():
-        f()  # warm-up
-    for _ in range(steps):
-        for name, f in timed.items():
-            time.sleep(bench.SETTLE_SECONDS)  # as minirn bench does: no other thread spinning
-            start = time.perf_counter()
-            f()
-            times[name].append(time.perf_counter() - start)
-    result = {name: statistics.median(t) for name, t in times.items()}
+    result = bench.time_alternating({name: f for name, f in timed.items() if f is not None}, repeats=steps,
+                                    warmup=1, settle=bench.SETTLE_SECONDS)  # as minirn bench times its steps
     result.setdefault("torch", None)
     result["write_pass"], result["read_pass"] = passes_over(shapes, steps)
     result.update(count=len(operands), gflop=sum(2 * out.size * a.shape[-1] for a, b, out in operands) / 1e9,

@@ -3,11 +3,13 @@ through the array-API namespace minirn uses), replays exactly those shapes, and 
 import importlib.util
 from pathlib import Path
 
+import array_api_compat.numpy as compat_numpy
 import numpy as np
 
 import minirn
 from minirn import backend
 from minirn.nn import functional as F
+from minirn.nn.functional import normalization
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
 
@@ -21,13 +23,13 @@ def load_script():
 
 def test_recorded_products_sees_the_layers_products_and_restores_numpy():
     profile_step = load_script()
-    original = np.matmul
+    original, original_compat = np.matmul, compat_numpy.matmul
     x = minirn.tensor(np.ones((5, 3), dtype=np.float32), requires_grad=True)
     w = minirn.tensor(np.ones((4, 3), dtype=np.float32), requires_grad=True)
     calls = []
     with profile_step.recorded_products(calls):
         F.linear(x, w).sum().backward()  # x W^T, then G W and G^T x
-    assert np.matmul is original
+    assert np.matmul is original and compat_numpy.matmul is original_compat  # each put back as it was
     shapes = sorted((a.shape, b.shape) for a, b in calls)
     assert shapes == sorted([((5, 3), (3, 4)), ((5, 4), (4, 3)), ((4, 5), (5, 3))])
 
@@ -59,3 +61,4 @@ def test_floor_replays_the_step_products_and_copies_and_counts_their_flops(monke
     # the step's own copies (one per call of the step) and the replay's (1 warm-up + 2 timed), of the same images
     assert copied == [((2, 6, 6, 3), (3, 3), (1, 1))] * (len(steps) + 3)
     assert backend.im2col is counting_im2col  # the recorder put back what it found
+    assert "__call__" not in vars(normalization._BatchStatisticsNorm)  # inherited from Function again
